@@ -1,0 +1,358 @@
+"""Point-in-time features: typed lead columns plus event aggregates that only see events at or before as_of.
+
+The event side runs in DuckDB (measured faster and leaner than pandas on 10M events; see ARCHITECTURE.md).
+All functions are pure: frames in, new frames out; inputs are never mutated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.config import DataConfig, FeatureConfig
+from features.errors import DataError, describe_rows
+from features.io import parse_numbers, parse_timestamps, require_columns
+from features.spec import AS_OF, FeatureSpec, LeadFrame, event_column_name
+
+log = logging.getLogger(__name__)
+
+REJECT_REASON = "reject_reason"
+_NUMERIC_SHARE = 0.95  # a text column is numeric when this share of its non-empty cells parse as numbers
+_ID_LIKE_SHARE = 0.5  # a text column with more distinct values than this share of rows is identifier-like
+
+
+@dataclass(frozen=True)
+class TypedLeads:
+    """Lead rows that passed validation, and the rows that did not (with a reason each)."""
+
+    leads: pd.DataFrame
+    rejects: pd.DataFrame
+    stats: dict[str, int]
+
+
+def _is_datetime_text(values: pd.Series) -> bool:
+    sample = values.dropna().astype(str).head(200)
+    if sample.empty or not sample.str.contains(r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}", regex=True).all():
+        return False
+    return bool(pd.to_datetime(sample, errors="coerce", utc=True, format="mixed").notna().all())
+
+
+def infer_columns(leads: pd.DataFrame, data: DataConfig, *, source: str) -> tuple[list[str], list[str], dict[str, str]]:
+    """Split lead columns into numeric and categorical features; report the columns left out and why."""
+    skip = {data.lead_id, data.created_at, data.converted_at, AS_OF, *data.exclude}
+    dropped = {c: "excluded by config" for c in data.exclude if c in leads.columns}
+    numeric: list[str] = []
+    categorical: list[str] = []
+    if data.numeric is not None or data.categorical is not None:
+        numeric = list(data.numeric or ())
+        categorical = list(data.categorical or ())
+        require_columns(leads, numeric + categorical, source=source, what="feature")
+        return numeric, categorical, dropped
+    n = len(leads)
+    for col in leads.columns:
+        if col in skip:
+            continue
+        values = leads[col]
+        present = values.notna().sum()
+        if present == 0:
+            dropped[col] = "always empty"
+            continue
+        numbers, bad = parse_numbers(values, source=source, column=col)
+        if bad.sum() <= (1 - _NUMERIC_SHARE) * present:
+            if numbers.nunique(dropna=True) <= 1:
+                dropped[col] = "constant"
+            else:
+                numeric.append(col)
+            continue
+        if _is_datetime_text(values):
+            dropped[col] = "date/time column (use it as created_at or as_of, not as a feature)"
+            continue
+        distinct = values.nunique(dropna=True)
+        if distinct <= 1:
+            dropped[col] = "constant"
+        elif distinct > max(_ID_LIKE_SHARE * n, 1000) or distinct == present:
+            dropped[col] = f"identifier-like text ({distinct} distinct values)"
+        else:
+            categorical.append(col)
+    return numeric, categorical, dropped
+
+
+def fit_vocabulary(values: pd.Series, *, max_categories: int, min_count: int) -> tuple[str, ...]:
+    """The categories a model will know: the most frequent values seen at least `min_count` times."""
+    counts = values.dropna().astype(str).str.strip().value_counts()
+    counts = counts[counts >= min_count]
+    # Sort by count, then name, so the vocabulary (and the codes) do not depend on row order.
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories]
+    return tuple(sorted(k for k, _ in ordered))
+
+
+def fit_spec(
+    leads: pd.DataFrame,
+    events: pd.DataFrame | None,
+    data: DataConfig,
+    features: FeatureConfig,
+    *,
+    source: str = "leads",
+) -> FeatureSpec:
+    """Learn the feature spec (columns, vocabularies, event types) from training leads and events."""
+    numeric, categorical, dropped = infer_columns(leads, data, source=source)
+    vocab = {
+        col: fit_vocabulary(leads[col], max_categories=features.max_categories, min_count=features.min_category_count)
+        for col in categorical
+    }
+    for col in [c for c, v in vocab.items() if not v]:
+        dropped[col] = f"no value seen at least {features.min_category_count} times"
+        del vocab[col]
+    if events is not None:
+        if features.event_types is not None:
+            event_types = tuple(features.event_types)
+        else:
+            counts = events[data.event_type].dropna().astype(str).value_counts()
+            event_types = tuple(sorted(counts.index[: 40]))
+        names = [event_column_name(t) for t in event_types]
+        if len(set(names)) != len(names):
+            raise DataError(f"events: column {data.event_type!r}: event types collide after normalisation: {names}")
+    else:
+        event_types = ()
+    return FeatureSpec(
+        id_column=data.lead_id,
+        created_column=data.created_at,
+        as_of_days=features.as_of_days,
+        label_window_days=features.label_window_days,
+        numeric_columns=tuple(numeric),
+        categorical_vocab=vocab,
+        event_types=event_types,
+        negative_event_types=tuple(features.negative_event_types),
+        windows=tuple(sorted(features.windows)),
+        half_life_days=float(features.half_life_days),
+        event_lead_id=data.event_lead_id,
+        event_time=data.event_time,
+        event_type=data.event_type,
+        has_events=events is not None,
+        dropped_columns=dropped,
+    )
+
+
+def type_leads(
+    leads: pd.DataFrame,
+    spec: FeatureSpec,
+    *,
+    source: str,
+    strict: bool,
+    require_created: bool = False,
+    as_of_column: str | None = None,
+) -> TypedLeads:
+    """Validate and type lead rows against a spec.
+
+    `strict` (training) turns any bad row into a one-line DataError. Otherwise (scoring) bad rows go to
+    `rejects` with a reason, so every input row ends in the output or in the rejects. Feature columns absent
+    from the file are treated as missing and counted.
+    """
+    require_columns(leads, [spec.id_column], source=source, what="id")
+    if require_created:
+        require_columns(leads, [spec.created_column], source=source)
+    out = leads.copy()
+    reasons = pd.Series(pd.NA, index=out.index, dtype="object")
+    stats: dict[str, int] = {}
+
+    def flag(mask: pd.Series, reason: str) -> None:
+        mask = mask.fillna(False).astype(bool) & reasons.isna()
+        if strict and mask.any():
+            raise DataError(f"{source}: {reason} ({describe_rows([int(i) + 1 for i in np.flatnonzero(mask)])})")
+        reasons[mask] = reason
+
+    ids = out[spec.id_column].astype("string").str.strip()
+    flag(ids.isna() | (ids == ""), f"column {spec.id_column!r}: missing lead id")
+    flag(ids.duplicated(keep="first") & ids.notna(), f"column {spec.id_column!r}: duplicate lead id")
+    out[spec.id_column] = ids
+
+    for col in [c for c in (spec.created_column, as_of_column) if c and c in out.columns]:
+        text = out[col]
+        try:
+            out[col] = parse_timestamps(text, source=source, column=col)
+        except DataError:
+            if strict:
+                raise
+            parsed = pd.to_datetime(text.astype("string"), errors="coerce", utc=True, format="mixed")
+            flag(parsed.isna() & text.notna(), f"column {col!r}: not a date/time")
+            out[col] = parsed.astype("datetime64[us, UTC]")
+
+    missing_cols = [c for c in spec.input_columns if c not in out.columns]
+    for col in missing_cols:
+        stats[f"missing_column:{col}"] = len(out)
+        out[col] = np.nan if col in spec.numeric_columns else pd.Series(pd.NA, index=out.index, dtype="object")
+    for col in spec.numeric_columns:
+        numbers, bad = parse_numbers(out[col], source=source, column=col)
+        if bad.any() and (strict or bad.mean() > 0.5):
+            example = out.loc[bad, col].iloc[0]
+            raise DataError(
+                f"{source}: column {col!r}: expected a number, found {example!r} "
+                f"({describe_rows([int(i) + 1 for i in np.flatnonzero(bad)])})"
+            )
+        flag(bad, f"column {col!r}: not a number")
+        out[col] = numbers
+    for col, vocab in spec.categorical_vocab.items():
+        text = out[col].astype("string").str.strip()
+        text = text.mask(text == "")
+        unseen = text.notna() & ~text.isin(list(vocab))
+        if unseen.any():
+            stats[f"unseen_category:{col}"] = int(unseen.sum())
+        out[col] = text.where(~unseen).astype("object")
+    ok = reasons.isna()
+    rejects = leads.loc[~ok].copy()
+    rejects[REJECT_REASON] = reasons[~ok].astype(str)
+    # 1-based position in the input, so a reject can be found in the original file.
+    rejects.insert(0, "input_row", np.flatnonzero(~ok.to_numpy()) + 1 + _row_offset(leads))
+    stats["rejected_rows"] = int((~ok).sum())
+    return TypedLeads(out.loc[ok].reset_index(drop=True), rejects.reset_index(drop=True), stats)
+
+
+def _row_offset(frame: pd.DataFrame) -> int:
+    """Row offset of a chunk cut from a larger frame with a default RangeIndex (0 otherwise)."""
+    index = frame.index
+    return int(index[0]) if isinstance(index, pd.RangeIndex) and len(index) else 0
+
+
+def type_events(events: pd.DataFrame, spec: FeatureSpec, *, source: str) -> pd.DataFrame:
+    """Check and type an event log: lead id as text, UTC timestamps, type as text."""
+    require_columns(events, [spec.event_lead_id, spec.event_time, spec.event_type], source=source, what="event")
+    out = pd.DataFrame(
+        {
+            "lead_id": events[spec.event_lead_id].astype("string").str.strip(),
+            "ts": parse_timestamps(events[spec.event_time], source=source, column=spec.event_time),
+            "type": events[spec.event_type].astype("string").str.strip(),
+        }
+    )
+    return out.dropna(subset=["lead_id", "ts", "type"])
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def event_features(
+    lead_ids: pd.Series, as_of: pd.Series, events: pd.DataFrame | None, spec: FeatureSpec
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Aggregate typed events (see `type_events`) per lead, counting only events with ts <= as_of.
+
+    Returns one row per input lead (same order) with `spec.event_feature_names`, and counters
+    (events after as_of ignored, events of unknown types ignored).
+    """
+    import duckdb
+
+    names = list(spec.event_feature_names)
+    n = len(lead_ids)
+    if not spec.has_events:
+        return pd.DataFrame(index=range(n)), {}
+    base = pd.DataFrame({name: 0.0 for name in names}, index=range(n))
+    base["days_since_last_activity"] = np.nan
+    if events is None or events.empty or n == 0:
+        return base, {"events_used": 0}
+
+    as_of_naive = as_of.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
+    leads_tbl = pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "lead_id": lead_ids.astype(str).to_numpy(),
+                              "as_of": as_of_naive.to_numpy()})
+    events_tbl = pd.DataFrame({"lead_id": events["lead_id"].astype(str).to_numpy(),
+                               "ts": events["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
+                               .astype("datetime64[us]").to_numpy(),
+                               "type": events["type"].astype(str).to_numpy()})
+    max_window = max(spec.windows)
+    negative = ", ".join(_sql_literal(t) for t in spec.negative_event_types) or "NULL"
+    known = ", ".join(_sql_literal(t) for t in spec.event_types) or "NULL"
+    selects = []
+    for event_type in spec.event_types:
+        for w in spec.windows:
+            selects.append(
+                f"count(*) FILTER (WHERE type = {_sql_literal(event_type)} AND age < {w})::DOUBLE "
+                f'AS "{event_column_name(event_type)}_{w}d"'
+            )
+    for w in spec.windows:
+        selects.append(f'count(*) FILTER (WHERE engaged AND age < {w})::DOUBLE AS "engagement_events_{w}d"')
+    selects.append('min(age) FILTER (WHERE engaged) AS "days_since_last_activity"')
+    selects.append(
+        f'coalesce(sum(pow(0.5, age / {spec.half_life_days})) FILTER (WHERE engaged), 0)::DOUBLE '
+        f'AS "decayed_engagement"'
+    )
+    selects.append(
+        f'count(DISTINCT day) FILTER (WHERE engaged AND age < {max_window})::DOUBLE AS "active_days"'
+    )
+    query = f"""
+        WITH e AS (
+            SELECT l.rid,
+                   ev.type,
+                   date_diff('microsecond', ev.ts, l.as_of) / 86400000000.0 AS age,
+                   date_trunc('day', ev.ts) AS day,
+                   ev.type NOT IN ({negative}) AS engaged
+            FROM leads_tbl l
+            JOIN events_tbl ev ON ev.lead_id = l.lead_id
+            WHERE ev.ts <= l.as_of AND ev.type IN ({known})
+        )
+        SELECT rid, {", ".join(selects)}
+        FROM e GROUP BY rid
+    """
+    stats_query = """
+        SELECT count(*) FILTER (WHERE ev.ts > l.as_of) AS after_as_of,
+               count(*) FILTER (WHERE ev.ts <= l.as_of) AS used
+        FROM leads_tbl l JOIN events_tbl ev ON ev.lead_id = l.lead_id
+    """
+    con = duckdb.connect()
+    try:
+        con.execute("SET threads TO 2")
+        con.register("leads_tbl", leads_tbl)
+        con.register("events_tbl", events_tbl)
+        agg = con.execute(query).df()
+        after, used = con.execute(stats_query).fetchone()
+        unknown_types = con.execute(
+            f"SELECT count(*) FROM events_tbl WHERE type NOT IN ({known})"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    agg = agg.set_index("rid")
+    out = base.copy()
+    rows = agg.index.to_numpy()
+    for name in names:
+        out.loc[rows, name] = agg[name].to_numpy(dtype="float64", na_value=np.nan)
+    stats = {"events_after_as_of_ignored": int(after), "events_used": int(used),
+             "events_unknown_type_ignored": int(unknown_types)}
+    return out, stats
+
+
+def resolve_as_of(
+    leads: pd.DataFrame, spec: FeatureSpec, as_of: pd.Timestamp | str | None, *, source: str
+) -> pd.Series:
+    """Per-lead as_of: an explicit time for all leads, else the leads' `as_of` column, else now (UTC)."""
+    if as_of is not None:
+        stamp = pd.Timestamp(as_of)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return pd.Series(stamp, index=leads.index).astype("datetime64[us, UTC]")
+    if AS_OF in leads.columns:
+        return parse_timestamps(leads[AS_OF], source=source, column=AS_OF, allow_missing=False)
+    return pd.Series(pd.Timestamp.now(tz="UTC"), index=leads.index).astype("datetime64[us, UTC]")
+
+
+def build_lead_frame(
+    typed_leads: pd.DataFrame,
+    events: pd.DataFrame | None,
+    spec: FeatureSpec,
+    as_of: pd.Series,
+    *,
+    extra_columns: Sequence[str] = (),
+    stats: dict | None = None,
+) -> LeadFrame:
+    """Join typed lead columns with point-in-time event features into a LeadFrame (one row per lead)."""
+    typed_leads = typed_leads.reset_index(drop=True)
+    as_of = pd.Series(as_of).reset_index(drop=True)
+    ev, ev_stats = event_features(typed_leads[spec.id_column], as_of, events, spec)
+    parts = [
+        typed_leads[[spec.id_column]],
+        pd.DataFrame({AS_OF: as_of}),
+        typed_leads[list(spec.lead_feature_names)],
+        ev,
+        typed_leads[[c for c in extra_columns if c in typed_leads.columns]],
+    ]
+    frame = pd.concat(parts, axis=1)
+    return LeadFrame(frame, spec, {**(stats or {}), **ev_stats})

@@ -1,0 +1,205 @@
+"""The only tabular I/O of the project: read and write CSV/Parquet, parse typed columns with clear errors.
+
+Every reader returns text columns as read (CSV) or as stored (Parquet); typing happens through the
+`parse_*` helpers so an error can name the file, the column and the first offending rows.
+Every writer is atomic: it writes a temporary file beside the target and renames it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.errors import DataError, describe_rows
+
+SUPPORTED = (".csv", ".parquet", ".pq", ".txt", ".tsv")
+_DELIMITERS = ",;\t|"
+_TRUE = {"1", "true", "t", "yes", "y"}
+_FALSE = {"0", "false", "f", "no", "n"}
+
+
+def table_format(path: str | os.PathLike) -> str:
+    """'csv' or 'parquet' from a file name; anything else is a DataError."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if suffix in (".csv", ".txt", ".tsv"):
+        return "csv"
+    raise DataError(f"{path}: unsupported file type '{suffix or '(none)'}'; use .csv or .parquet")
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise DataError(f"{path}: cannot decode the file as UTF-8 or Latin-1")  # pragma: no cover
+
+
+def _sniff_delimiter(sample: str) -> str:
+    lines = [ln for ln in sample.splitlines()[:50] if ln.strip()]
+    if not lines:
+        return ","
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        # Fall back to the candidate that splits the header most often.
+        header = lines[0]
+        return max(_DELIMITERS, key=header.count)
+
+
+def read_table(path: str | os.PathLike, *, what: str = "table") -> pd.DataFrame:
+    """Read a CSV (any common delimiter, UTF-8 with or without BOM, or Latin-1) or Parquet file.
+
+    CSV columns come back as text (missing cells as NA) so ids keep leading zeros; Parquet keeps its types.
+    Raises DataError for a missing, empty or unreadable file.
+    """
+    path = Path(path)
+    fmt = table_format(path)
+    if not path.exists():
+        raise DataError(f"{path}: {what} file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: {what} file is empty")
+    if fmt == "parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types
+            raise DataError(f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})") from exc
+    else:
+        text = _decode(path.read_bytes(), path)
+        if not text.strip():
+            raise DataError(f"{path}: {what} file is empty")
+        delimiter = _sniff_delimiter(text[:65536])
+        try:
+            frame = pd.read_csv(
+                io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=True, skipinitialspace=True
+            )
+        except pd.errors.EmptyDataError as exc:
+            raise DataError(f"{path}: {what} file is empty") from exc
+        except pd.errors.ParserError as exc:
+            raise DataError(f"{path}: cannot parse as CSV with delimiter {delimiter!r} ({exc})") from exc
+        frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty:
+        raise DataError(f"{path}: {what} file has a header but no rows")
+    dupes = pd.Index(frame.columns)[pd.Index(frame.columns).duplicated()].unique().tolist()
+    if dupes:
+        raise DataError(f"{path}: duplicate column names {dupes}")
+    return frame
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, source: str, what: str = "") -> None:
+    """Raise a one-line DataError if any required column is missing."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, list(frame.columns)[:12]))
+        label = f" {what}" if what else ""
+        raise DataError(
+            f"{source}: missing required{label} column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)} (columns present: {have})"
+        )
+
+
+def _bad_rows(mask: np.ndarray | pd.Series) -> list[int]:
+    return [int(i) + 1 for i in np.flatnonzero(np.asarray(mask))]
+
+
+def parse_timestamps(values: pd.Series, *, source: str, column: str, allow_missing: bool = True) -> pd.Series:
+    """Parse a column to UTC timestamps (naive values are read as UTC). One-line DataError on failure."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values.dt.tz_localize("UTC")
+    text = values.astype("string").str.strip()
+    text = text.mask(text == "")
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    bad = parsed.isna() & text.notna()
+    if bad.any():
+        rows = _bad_rows(bad)
+        example = text[bad].iloc[0]
+        raise DataError(
+            f"{source}: column {column!r}: cannot parse {example!r} as a date/time ({describe_rows(rows)})"
+        )
+    if not allow_missing and parsed.isna().any():
+        raise DataError(f"{source}: column {column!r}: missing date/time ({describe_rows(_bad_rows(parsed.isna()))})")
+    return parsed.astype("datetime64[us, UTC]")
+
+
+def parse_numbers(values: pd.Series, *, source: str, column: str) -> tuple[pd.Series, pd.Series]:
+    """Parse a column to float64. Returns (numbers, bad_mask): cells that are present but not numbers."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype("float64"), pd.Series(False, index=values.index)
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.astype("float64"), pd.Series(False, index=values.index)
+    text = values.astype("string").str.strip()
+    text = text.mask(text == "")
+    lowered = text.str.lower()
+    numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    # Booleans written as words are common in CRM exports.
+    numbers = numbers.mask(lowered.isin(_TRUE) & numbers.isna(), 1.0)
+    numbers = numbers.mask(lowered.isin(_FALSE) & numbers.isna(), 0.0)
+    bad = numbers.isna() & text.notna()
+    return numbers, bad.fillna(False).astype(bool)
+
+
+def parse_label(values: pd.Series, *, source: str, column: str) -> pd.Series:
+    """Parse a 0/1 label (also yes/no/true/false). One-line DataError for other values or a single class."""
+    numbers, bad = parse_numbers(values, source=source, column=column)
+    other = bad | (numbers.notna() & ~numbers.isin([0.0, 1.0]))
+    if other.any():
+        examples = sorted(set(values[other].astype(str).head(3)))
+        raise DataError(
+            f"{source}: column {column!r}: label must be 0/1 (or yes/no, true/false), found {examples} "
+            f"({describe_rows(_bad_rows(other))})"
+        )
+    if numbers.isna().any():
+        raise DataError(f"{source}: column {column!r}: missing label ({describe_rows(_bad_rows(numbers.isna()))})")
+    if numbers.nunique() < 2:
+        only = int(numbers.iloc[0])
+        raise DataError(f"{source}: column {column!r}: label has a single class (all {only}); need both 0 and 1")
+    return numbers.astype("int8")
+
+
+def _atomic_target(path: Path) -> tuple[int, Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return fd, Path(tmp)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write CSV or Parquet (by extension) atomically: temp file in the same folder, then rename."""
+    path = Path(path)
+    fmt = table_format(path)
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        if fmt == "parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file (JSON, HTML, YAML) atomically."""
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,88 @@
+"""Labels: converted within a window after the lead's as_of; converted-before and immature leads left out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.errors import DataError
+from features.io import parse_timestamps, require_columns
+from features.spec import AS_OF, LABEL
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """Leads with as_of and label, plus how many were left out and why."""
+
+    leads: pd.DataFrame
+    counts: dict[str, int]
+    data_end: pd.Timestamp
+
+
+def outcome_times(
+    outcomes: pd.DataFrame, *, id_column: str, converted_at: str, source: str
+) -> pd.Series:
+    """Earliest conversion time per lead id from an outcomes table (rows without a time mean not converted)."""
+    require_columns(outcomes, [id_column, converted_at], source=source, what="outcome")
+    times = parse_timestamps(outcomes[converted_at], source=source, column=converted_at)
+    ids = outcomes[id_column].astype("string").str.strip()
+    frame = pd.DataFrame({"id": ids, "t": times}).dropna(subset=["id", "t"])
+    return frame.groupby("id")["t"].min()
+
+
+def label_leads(
+    leads: pd.DataFrame,
+    converted: pd.Series,
+    *,
+    id_column: str,
+    created_column: str,
+    as_of_days: int,
+    window_days: int,
+    data_end: pd.Timestamp,
+    source: str = "leads",
+) -> Labelled:
+    """Attach as_of (created + as_of_days) and label (converted in (as_of, as_of + window]).
+
+    Leads already converted at as_of, and leads whose window has not closed by `data_end`, are dropped and
+    counted. Raises DataError if what remains has a single class.
+    """
+    created = leads[created_column]
+    as_of = created + pd.Timedelta(days=as_of_days)
+    conv = leads[id_column].map(converted)
+    conv = pd.to_datetime(conv, utc=True).astype("datetime64[us, UTC]")
+    window_end = as_of + pd.Timedelta(days=window_days)
+    before = conv.notna() & (conv <= as_of)
+    immature = ~before & (window_end > data_end)
+    keep = ~(before | immature)
+    label = (conv.notna() & (conv > as_of) & (conv <= window_end)).astype("int8")
+    out = leads.loc[keep].copy()
+    out[AS_OF] = as_of[keep]
+    out[LABEL] = label[keep]
+    counts = {
+        "leads": len(leads),
+        "converted_before_as_of": int(before.sum()),
+        "immature": int(immature.sum()),
+        "labelled": int(keep.sum()),
+        "positives": int(out[LABEL].sum()),
+    }
+    if counts["labelled"] == 0:
+        raise DataError(
+            f"{source}: no lead has a closed label window: every as_of + {window_days} days is after the data end "
+            f"{data_end:%Y-%m-%d} (column {created_column!r})"
+        )
+    n_classes = int(np.unique(out[LABEL]).size)
+    if n_classes < 2:
+        only = int(out[LABEL].iloc[0])
+        raise DataError(
+            f"{source}: label has a single class: all {counts['labelled']} labelled leads are "
+            f"{'converted' if only else 'not converted'} within {window_days} days of as_of"
+        )
+    return Labelled(out.reset_index(drop=True), counts, data_end)
+
+
+def infer_data_end(*series: pd.Series) -> pd.Timestamp:
+    """The extract time of the data: the latest timestamp seen in any of the given columns."""
+    latest = [s.max() for s in series if s is not None and len(s) and pd.notna(s.max())]
+    return max(latest)

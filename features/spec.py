@@ -1,0 +1,154 @@
+"""FeatureSpec and LeadFrame: the frozen description of a model's inputs, and a validated frame that carries it."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SPEC_VERSION = 1
+AS_OF = "as_of"
+LABEL = "label"
+
+
+def event_column_name(event_type: str) -> str:
+    """A safe column name for an event type ('Pricing Page View' -> 'pricing_page_view')."""
+    name = re.sub(r"[^0-9a-zA-Z]+", "_", str(event_type)).strip("_").lower()
+    return name or "event"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything needed to turn raw leads (and events) into model inputs, saved inside the model.
+
+    Categorical columns carry a fixed vocabulary: values outside it become missing (and are counted).
+    """
+
+    id_column: str
+    created_column: str
+    as_of_days: int
+    label_window_days: int
+    numeric_columns: tuple[str, ...]
+    categorical_vocab: dict[str, tuple[str, ...]]
+    event_types: tuple[str, ...]
+    negative_event_types: tuple[str, ...]
+    windows: tuple[int, ...]
+    half_life_days: float
+    event_lead_id: str = "lead_id"
+    event_time: str = "timestamp"
+    event_type: str = "event_type"
+    has_events: bool = True
+    dropped_columns: dict[str, str] = field(default_factory=dict)
+    version: int = SPEC_VERSION
+
+    @property
+    def categorical_columns(self) -> tuple[str, ...]:
+        return tuple(self.categorical_vocab)
+
+    @property
+    def event_feature_names(self) -> tuple[str, ...]:
+        if not self.has_events:
+            return ()
+        names = [f"{event_column_name(t)}_{w}d" for t in self.event_types for w in self.windows]
+        names += [f"engagement_events_{w}d" for w in self.windows]
+        names += ["days_since_last_activity", "decayed_engagement", "active_days"]
+        return tuple(names)
+
+    @property
+    def lead_feature_names(self) -> tuple[str, ...]:
+        return self.numeric_columns + self.categorical_columns
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.lead_feature_names + self.event_feature_names
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """Lead columns a scoring file must (or may) carry, besides the id."""
+        return self.lead_feature_names
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        # A list of pairs, not a mapping: the column order is the model's feature order and must survive
+        # any JSON writer that sorts keys.
+        out["categorical_vocab"] = [[k, list(v)] for k, v in self.categorical_vocab.items()]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FeatureSpec:
+        values = dict(values)
+        if values.get("version") != SPEC_VERSION:
+            raise ValueError(f"feature spec version {values.get('version')} is not supported (need {SPEC_VERSION})")
+        for key in ("numeric_columns", "event_types", "negative_event_types", "windows"):
+            values[key] = tuple(values[key])
+        values["categorical_vocab"] = {k: tuple(v) for k, v in values["categorical_vocab"]}
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSpec:
+        return cls.from_dict(json.loads(text))
+
+    def encode(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Model matrix: float64 columns in `feature_names` order, categoricals as vocabulary codes (NaN = missing)."""
+        out: dict[str, np.ndarray] = {}
+        for name in self.feature_names:
+            col = features[name]
+            if name in self.categorical_vocab:
+                vocab = self.categorical_vocab[name]
+                codes = pd.Categorical(col.astype("object"), categories=list(vocab)).codes.astype("float64")
+                codes[codes < 0] = np.nan
+                out[name] = codes
+            else:
+                out[name] = pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        return pd.DataFrame(out, index=features.index)
+
+    def decode_value(self, name: str, value: float) -> Any:
+        """Readable value of an encoded feature (category name, number, or None for missing)."""
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return None
+        if name in self.categorical_vocab:
+            return self.categorical_vocab[name][int(value)]
+        return float(value)
+
+
+@dataclass(frozen=True)
+class LeadFrame:
+    """A validated frame of leads as of a date: id, as_of, readable features and (for training) a label."""
+
+    frame: pd.DataFrame
+    spec: FeatureSpec
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ids(self) -> pd.Series:
+        return self.frame[self.spec.id_column]
+
+    @property
+    def as_of(self) -> pd.Series:
+        return self.frame[AS_OF]
+
+    @property
+    def features(self) -> pd.DataFrame:
+        return self.frame[list(self.spec.feature_names)]
+
+    @property
+    def X(self) -> pd.DataFrame:  # noqa: N802 - the conventional name
+        return self.spec.encode(self.frame)
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.frame[LABEL].to_numpy(dtype="int8")
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def subset(self, mask: np.ndarray | pd.Series) -> LeadFrame:
+        """Rows selected by a boolean mask, same spec."""
+        return LeadFrame(self.frame.loc[np.asarray(mask)].reset_index(drop=True), self.spec, dict(self.stats))

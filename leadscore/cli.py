@@ -1,0 +1,215 @@
+"""The `leadscore` command: thin typer commands over the functions in `leadscore.pipeline` and `serve`.
+
+Heavy libraries (pandas, LightGBM, MLflow) are imported inside the commands so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from leadscore import __version__
+
+app = typer.Typer(
+    name="leadscore",
+    help="Lead conversion scores you can trust: calibrated probabilities, readable reasons, MLflow tracking.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+TrackingOpt = Annotated[
+    str | None,
+    typer.Option("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                 "sqlite:///<workdir>/mlflow.db)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout.")]
+
+
+def _console(stderr: bool = True):
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _fail(message: str) -> None:
+    _console().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _run(func, *args, **kwargs):
+    """Run a command body; bad input becomes a one-line error and exit code 2, never a traceback."""
+    from features.errors import ConfigError, DataError
+
+    try:
+        return func(*args, **kwargs)
+    except (DataError, ConfigError) as exc:
+        _fail(str(exc))
+
+
+def _steps(quiet: bool):
+    console = _console()
+
+    def step(message: str) -> None:
+        if not quiet:
+            console.print(f"[cyan]>[/] {message}", highlight=False)
+
+    return step
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"leadscore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details to stderr.")] = False,
+) -> None:
+    """Lead conversion scores you can trust."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _metrics_table(summary: dict):
+    from rich.table import Table
+
+    table = Table(title="Test slice (later leads, never seen in training or calibration)")
+    table.add_column("model")
+    for col in ("ROC AUC", "PR AUC", "Brier", "ECE", "ECE noise p95", "lift@10%", "MAE vs truth"):
+        table.add_column(col, justify="right")
+    names = {"model": "LightGBM (calibrated)", "model_uncalibrated": "LightGBM (uncalibrated)",
+             "baseline": "logistic baseline"}
+    for key, label in names.items():
+        m = summary["metrics"].get(key)
+        if not m:
+            continue
+        mae = m.get("mae_vs_truth")
+        table.add_row(label, f"{m['roc_auc']:.3f}", f"{m['pr_auc']:.3f}", f"{m['brier']:.4f}", f"{m['ece']:.4f}",
+                      f"{m['ece_noise_p95']:.4f}", f"{m['lift_top_decile']:.2f}",
+                      "-" if mae is None else f"{mae:.4f}")
+    return table
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Folder for the demo data, MLflow store and outputs.")] = Path(
+        "leadscore-demo"),
+    n_leads: Annotated[int, typer.Option("--n-leads", min=2000, help="Leads in the generated history.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed of the demo world and the model.")] = 0,
+    tracking_uri: TrackingOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate a demo CRM world, train and register a calibrated model, and score a fresh lead list."""
+    from leadscore.pipeline import run_demo
+
+    result = _run(run_demo, workdir, n_leads=n_leads, seed=seed, tracking_uri=tracking_uri,
+                  step=_steps(as_json))
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+        return
+    console = _console(stderr=False)
+    console.print(_metrics_table(result))
+    data = result["data"]
+    console.print(
+        f"Leads: {data['leads']:,}; labelled {data['labelled']:,} ({data['positives']:,} converted within "
+        f"the window); left out: {data['converted_before_as_of']:,} converted before as_of, "
+        f"{data['immature']:,} immature. Split: train {data['train_rows']:,} / calibration "
+        f"{data['calibration_rows']:,} / test {data['test_rows']:,}.", highlight=False)
+    mlf = result["mlflow"]
+    scored = result["scored"]
+    console.print(f"MLflow store: {mlf['tracking_uri']}  run {mlf['run_id']}", highlight=False)
+    console.print(f"Registered:   {mlf['registry_uri'] or mlf['model_uri']} (version {mlf['version']})",
+                  highlight=False)
+    console.print(f"Scored file:  {scored['output']} ({scored['scored_rows']:,} leads, "
+                  f"{scored['rejected_rows']} rejected; mean |p - truth| {scored['mae_vs_truth']:.4f})",
+                  highlight=False)
+    console.print(f"Open the UI:  mlflow ui --backend-store-uri {mlf['tracking_uri']}", highlight=False)
+
+
+@app.command()
+def train(
+    leads: Annotated[Path, typer.Option(help="Lead table (CSV or Parquet): id, created_at, attributes.")],
+    outcomes: Annotated[Path, typer.Option(help="Outcomes table: lead id and converted_at (empty = not "
+                                                "converted).")],
+    events: Annotated[Path | None, typer.Option(help="Activity events: lead id, timestamp, event_type.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config (column names, windows, model, "
+                                                      "bands).")] = None,
+    workdir: Annotated[Path, typer.Option(help="Folder for reports and the default MLflow store.")] = Path("."),
+    data_end: Annotated[str | None, typer.Option(help="Extract date of the data (default: latest timestamp "
+                                                      "seen).")] = None,
+    tracking_uri: TrackingOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train on your leads, events and outcomes; log the run to MLflow and register the model."""
+    import pandas as pd
+
+    from features.config import TrainConfig, load_config
+    from leadscore.pipeline import summary, train_from_files
+
+    def body():
+        cfg = load_config(config) if config else TrainConfig()
+        end = None if data_end is None else pd.Timestamp(data_end, tz="UTC")
+        result, logged = train_from_files(leads, outcomes, events, cfg, workdir=workdir,
+                                          tracking_uri=tracking_uri, data_end=end, step=_steps(as_json))
+        return summary(result, logged)
+
+    result = _run(body)
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+        return
+    console = _console(stderr=False)
+    console.print(_metrics_table(result))
+    mlf = result["mlflow"]
+    console.print(f"Registered: {mlf['registry_uri'] or mlf['model_uri']} (version {mlf['version']}); "
+                  f"run {mlf['run_id']} in {mlf['tracking_uri']}", highlight=False)
+
+
+@app.command()
+def score(
+    model: Annotated[str, typer.Option(help="models:/lead-conversion@champion, runs:/<id>/model or a folder.")],
+    leads: Annotated[Path, typer.Option(help="Lead list to score (CSV or Parquet).")],
+    out: Annotated[Path, typer.Option(help="Output file (.csv or .parquet); rejects go beside it.")],
+    events: Annotated[Path | None, typer.Option(help="Activity events of these leads.")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Score as of this time (default: the leads' as_of column, "
+                                                   "else now).")] = None,
+    reasons: Annotated[bool, typer.Option(help="Add the top 3 reasons per lead.")] = True,
+    keep: Annotated[list[str] | None, typer.Option(help="Input column to copy into the output "
+                                                        "(repeatable).")] = None,
+    tracking_uri: TrackingOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a lead list: probability, 0-100 score, band and top reasons; every row ends in output or rejects."""
+    from models.registry import default_tracking_uri
+    from serve.batch import score_file
+    from serve.predictor import Predictor
+
+    def body():
+        uri = tracking_uri or default_tracking_uri()
+        predictor = Predictor.load(model, tracking_uri=uri)
+        return score_file(predictor, leads, out, events_path=events, as_of=as_of, reasons=reasons,
+                          keep_columns=keep or ())
+
+    result = _run(body)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), default=str))
+        return
+    console = _console(stderr=False)
+    console.print(f"Scored {result.scored_rows:,} of {result.input_rows:,} leads -> {result.output}",
+                  highlight=False)
+    if result.rejects is not None:
+        console.print(f"[yellow]Rejected {result.rejected_rows:,} rows[/] -> {result.rejects} (with reasons)",
+                      highlight=False)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

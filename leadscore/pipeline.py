@@ -1,0 +1,175 @@
+"""Application layer: the functions the CLI commands and the notebooks call (train from files, run the demo).
+
+It sits above `training` and `serve`, which never import each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.config import TrainConfig, config_to_dict
+from features.io import read_table, write_text
+from models.registry import LoggedRun, default_tracking_uri, log_training_run, to_json
+from training.plots import gains_chart, reliability_diagram
+from training.train import TrainResult, train_model
+
+log = logging.getLogger(__name__)
+Step = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def write_run_artifacts(result: TrainResult, directory: str | os.PathLike) -> dict[str, Path]:
+    """Plots and JSON summaries of a training run, written to a folder (then logged with the run)."""
+    directory = Path(directory)
+    test = result.test_frame
+    y = test.y
+    p_model = result.test_scores["probability"].to_numpy()
+    from training.train import _baseline_input
+
+    p_base = result.baseline.predict_proba(_baseline_input(test))[:, 1]
+    curves = {"LightGBM (calibrated)": p_model, "logistic baseline": p_base}
+    files = {
+        "plots": reliability_diagram(y, curves, directory / "reliability.png"),
+        "plots_gains": gains_chart(y, curves, directory / "gains_lift.png"),
+        "report_metrics": write_text(to_json(result.metrics), directory / "metrics.json"),
+        "report_counts": write_text(to_json(result.counts), directory / "data_counts.json"),
+    }
+    return files
+
+
+def train_and_log(
+    leads: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    events: pd.DataFrame | None,
+    config: TrainConfig,
+    *,
+    workdir: str | os.PathLike,
+    tracking_uri: str | None = None,
+    truth: pd.Series | None = None,
+    data_end: pd.Timestamp | None = None,
+    sources: dict[str, str] | None = None,
+    register: bool = True,
+    step: Step = _noop,
+) -> tuple[TrainResult, LoggedRun]:
+    """Train, write plots, log everything to MLflow and register the model."""
+    workdir = Path(workdir)
+    tracking_uri = tracking_uri or default_tracking_uri(workdir)
+    step("training LightGBM + logistic baseline (time split)")
+    result = train_model(leads, outcomes, events, config, data_end=data_end, truth=truth, sources=sources)
+    step("writing plots")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    files = write_run_artifacts(result, workdir / "reports" / stamp)
+    step(f"logging to MLflow ({tracking_uri})")
+    groups: dict[str, list[Path]] = {"plots": [], "reports": []}
+    for key, path in files.items():
+        groups["plots" if key.startswith("plots") else "reports"].append(path)
+    params = {"config": config_to_dict(config), "fit": result.params,
+              "data": {k: v for k, v in result.counts.items() if not isinstance(v, dict)}}
+    logged = log_training_run(
+        tracking_uri=tracking_uri,
+        experiment=config.experiment,
+        bundle=result.bundle,
+        params=params,
+        metrics={f"test_{k}": v for k, v in result.metrics.items()},
+        artifacts=groups,
+        registered_model=config.registered_model if register else None,
+        artifact_root=workdir / "mlartifacts" if tracking_uri.startswith("sqlite:") else None,
+        run_name=f"train-{stamp}",
+    )
+    return result, logged
+
+
+def train_from_files(
+    leads_path: str | os.PathLike,
+    outcomes_path: str | os.PathLike,
+    events_path: str | os.PathLike | None,
+    config: TrainConfig,
+    *,
+    workdir: str | os.PathLike = ".",
+    tracking_uri: str | None = None,
+    data_end: pd.Timestamp | None = None,
+    step: Step = _noop,
+) -> tuple[TrainResult, LoggedRun]:
+    """Read leads/outcomes/events files and run `train_and_log`."""
+    step("reading input files")
+    leads = read_table(leads_path, what="leads")
+    outcomes = read_table(outcomes_path, what="outcomes")
+    events = read_table(events_path, what="events") if events_path is not None else None
+    sources = {"leads": str(leads_path), "outcomes": str(outcomes_path), "events": str(events_path)}
+    return train_and_log(leads, outcomes, events, config, workdir=workdir, tracking_uri=tracking_uri,
+                         data_end=data_end, sources=sources, step=step)
+
+
+def summary(result: TrainResult, logged: LoggedRun) -> dict[str, Any]:
+    """The JSON-ready summary of a training run (what `--json` prints)."""
+    keep = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "ece_noise_floor", "ece_noise_p95",
+            "lift_top_decile", "calibration_in_the_large", "mae_vs_truth", "positive_rate", "n")
+    return {
+        "metrics": {name: {k: v for k, v in m.items() if k in keep} for name, m in result.metrics.items()},
+        "data": {k: v for k, v in result.counts.items() if not isinstance(v, dict)},
+        "bands": result.bundle.bands.to_dict(),
+        "mlflow": {"tracking_uri": logged.tracking_uri, "run_id": logged.run_id, "model_uri": logged.model_uri,
+                   "registered_model": logged.registered_model, "version": logged.version,
+                   "alias": logged.alias, "registry_uri": logged.registry_uri},
+    }
+
+
+def run_demo(
+    workdir: str | os.PathLike = "leadscore-demo",
+    *,
+    n_leads: int = 20_000,
+    seed: int = 0,
+    tracking_uri: str | None = None,
+    step: Step = _noop,
+) -> dict[str, Any]:
+    """Generate the demo world, train and register a model, score a fresh lead list; return the summary."""
+    from features.demo import generate_demo_world, write_demo_world
+    from serve.batch import score_file
+    from serve.predictor import Predictor
+
+    started = time.perf_counter()
+    workdir = Path(workdir)
+    tracking_uri = tracking_uri or default_tracking_uri(workdir)
+    step(f"generating the demo world ({n_leads:,} leads, seed {seed})")
+    world = generate_demo_world(n_leads=n_leads, seed=seed)
+    paths = write_demo_world(world, workdir / "data")
+    truth = read_table(paths["truth"]).set_index("lead_id")["true_probability"].astype("float64")
+    result, logged = _demo_train(paths, truth, seed, workdir, tracking_uri, step)
+    model_uri = logged.registry_uri or logged.model_uri
+    step(f"scoring the fresh lead list with {model_uri}")
+    predictor = Predictor.load(model_uri, tracking_uri=tracking_uri)
+    scored_path = workdir / "scored_leads.csv"
+    batch = score_file(predictor, paths["fresh_leads"], scored_path, events_path=paths["fresh_events"])
+    fresh_truth = read_table(paths["fresh_truth"]).set_index("lead_id")["true_probability"].astype("float64")
+    scored = read_table(scored_path)
+    p = scored["probability"].astype("float64").to_numpy()
+    t = scored["lead_id"].map(fresh_truth).astype("float64").to_numpy()
+    out = summary(result, logged)
+    out["scored"] = {**batch.to_dict(), "mae_vs_truth": float(abs(p - t).mean()),
+                     "band_counts": scored["band"].value_counts().to_dict()}
+    out["paths"] = {"workdir": str(workdir.resolve()), "data": str((workdir / "data").resolve()),
+                    "scored_leads": str(scored_path.resolve()), "mlflow_store": tracking_uri}
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    write_text(to_json(out), workdir / "summary.json")
+    return out
+
+
+def _demo_train(paths: dict[str, Path], truth: pd.Series, seed: int, workdir: Path, tracking_uri: str,
+                step: Step) -> tuple[TrainResult, LoggedRun]:
+    step("reading the demo files back (the same path as a CRM export)")
+    leads = read_table(paths["leads"], what="leads")
+    outcomes = read_table(paths["outcomes"], what="outcomes")
+    events = read_table(paths["events"], what="events")
+    sources = {"leads": str(paths["leads"]), "outcomes": str(paths["outcomes"]), "events": str(paths["events"])}
+    return train_and_log(leads, outcomes, events, TrainConfig(seed=seed), workdir=workdir,
+                         tracking_uri=tracking_uri, truth=truth, sources=sources, step=step)

@@ -1,0 +1,306 @@
+"""The only MLflow code: tracking store, run logging, the pyfunc model, the registry and model resolution.
+
+Nothing here touches MLflow at import time; every function takes the tracking URI explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.errors import DataError
+from features.spec import FeatureSpec
+from models.bundle import BundleError, ModelBundle
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "model"
+BUNDLE_ARTIFACT = "bundle"
+SHA_TAG = "bundle_manifest_sha256"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def default_tracking_uri(workdir: str | os.PathLike = ".") -> str:
+    """`MLFLOW_TRACKING_URI` if set, else a SQLite store in the working directory (nothing to start)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
+
+
+def _mlflow(tracking_uri: str):
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return mlflow
+
+
+def _quiet_mlflow_logs() -> None:
+    # Alembic prints every migration step on a new SQLite store; keep the CLI readable.
+    for name in ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def model_signature(spec: FeatureSpec):
+    """Explicit pyfunc signature: readable features in, probability/score/band out.
+
+    Inference from pandas `category` dtypes breaks (mlflow#3849), so every column is declared here.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = [ColSpec("string", spec.id_column, required=False)]
+    for name in spec.feature_names:
+        kind = "string" if name in spec.categorical_vocab else "double"
+        inputs.append(ColSpec(kind, name, required=False))
+    outputs = Schema([ColSpec("double", "probability"), ColSpec("long", "score"), ColSpec("string", "band")])
+    return ModelSignature(inputs=Schema(inputs), outputs=outputs)
+
+
+def pyfunc_input(spec: FeatureSpec, features: pd.DataFrame) -> pd.DataFrame:
+    """Cast a readable feature frame to the signature's plain types (object strings and float64)."""
+    out = {}
+    for name in spec.feature_names:
+        col = features[name]
+        if name in spec.categorical_vocab:
+            out[name] = col.astype("object").where(col.notna(), None)
+        else:
+            out[name] = pd.to_numeric(col, errors="coerce").astype("float64")
+    return pd.DataFrame(out, index=features.index)
+
+
+def _python_model_class():
+    import mlflow.pyfunc
+
+    class LeadScorePyfunc(mlflow.pyfunc.PythonModel):
+        """Pyfunc wrapper over the same ModelScorer the predictor uses (no reasons: plain probabilities)."""
+
+        def load_context(self, context) -> None:
+            from models.scorer import ModelScorer
+
+            self._scorer = ModelScorer(ModelBundle.load(context.artifacts[BUNDLE_ARTIFACT]))
+
+        def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+            scorer = self._scorer
+            spec = scorer.spec
+            frame = pd.DataFrame(model_input).reset_index(drop=True)
+            for name in spec.feature_names:
+                if name not in frame.columns:
+                    frame[name] = None
+            ids = frame[spec.id_column] if spec.id_column in frame.columns else pd.Series(range(len(frame)))
+            scored = scorer.score_features(ids.astype(str), frame[list(spec.feature_names)], reasons=False)
+            return scored[["probability", "score", "band"]]
+
+    return LeadScorePyfunc
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """Where a training run went: run id, model URIs, registered version and its alias."""
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    model_uri: str
+    registered_model: str | None
+    version: str | None
+    alias: str | None
+    bundle_sha256: str
+
+    @property
+    def registry_uri(self) -> str | None:
+        if self.registered_model and self.alias:
+            return f"models:/{self.registered_model}@{self.alias}"
+        return None
+
+
+def _flatten(prefix: str, values: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            _flatten(name, value, out)
+        else:
+            out[name] = value
+    return out
+
+
+def _experiment_id(mlflow, name: str, artifact_root: Path | None) -> str:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = artifact_root.resolve().as_uri() if artifact_root is not None else None
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def log_training_run(
+    *,
+    tracking_uri: str,
+    experiment: str,
+    bundle: ModelBundle,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Mapping[str, float]],
+    artifacts: Mapping[str, Sequence[str | os.PathLike]],
+    registered_model: str | None = "lead-conversion",
+    artifact_root: str | os.PathLike | None = None,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> LoggedRun:
+    """Log one training run: params, metrics, files, the pyfunc model with its bundle; register it.
+
+    The first registered version gets alias `champion`; later ones get `challenger` (promotion is explicit).
+    """
+    _quiet_mlflow_logs()
+    mlflow = _mlflow(tracking_uri)
+    from mlflow import MlflowClient
+
+    root = Path(artifact_root) if artifact_root is not None else None
+    if root is None and tracking_uri.startswith("sqlite:///"):
+        root = Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+    exp_id = _experiment_id(mlflow, experiment, root)
+    with tempfile.TemporaryDirectory(prefix="leadscore-bundle-") as tmp:
+        bundle_dir = Path(tmp) / BUNDLE_ARTIFACT
+        sha = bundle.save(bundle_dir)
+        with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
+            flat = {k: ("" if v is None else str(v)[:6000]) for k, v in _flatten("", params, {}).items()}
+            mlflow.log_params(flat)
+            for group, values in metrics.items():
+                mlflow.log_metrics({f"{group}_{k}": float(v) for k, v in values.items()
+                                    if isinstance(v, int | float) and v == v})
+            mlflow.set_tags({SHA_TAG: sha, **(tags or {})})
+            for folder, paths in artifacts.items():
+                for path in paths:
+                    mlflow.log_artifact(str(path), artifact_path=folder)
+            mlflow.log_text(bundle.spec.to_json(), "feature_spec.json")
+            import lightgbm
+            import numpy
+            import sklearn
+
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=_python_model_class()(),
+                artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+                signature=model_signature(bundle.spec),
+                pip_requirements=[f"mlflow=={mlflow.__version__}", f"lightgbm=={lightgbm.__version__}",
+                                  f"pandas=={pd.__version__}", f"numpy=={numpy.__version__}",
+                                  f"scikit-learn=={sklearn.__version__}"],
+                metadata={SHA_TAG: sha},
+            )
+            run_id = run.info.run_id
+    version = alias = None
+    if registered_model:
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        mv = mlflow.register_model(info.model_uri, registered_model)
+        version = str(mv.version)
+        try:
+            client.get_model_version_by_alias(registered_model, CHAMPION)
+            alias = CHALLENGER
+        except Exception:  # no champion yet: MlflowException(RESOURCE_DOES_NOT_EXIST)
+            alias = CHAMPION
+        client.set_registered_model_alias(registered_model, alias, version)
+        client.set_model_version_tag(registered_model, version, SHA_TAG, sha)
+    return LoggedRun(run_id, exp_id, tracking_uri, f"runs:/{run_id}/{MODEL_NAME}", registered_model, version,
+                     alias, sha)
+
+
+def _find_bundle(root: Path) -> Path:
+    if (root / "manifest.json").exists():
+        return root
+    for candidate in (root / "artifacts" / BUNDLE_ARTIFACT, root / BUNDLE_ARTIFACT):
+        if (candidate / "manifest.json").exists():
+            return candidate
+    found = sorted(root.rglob("manifest.json"))
+    if found:
+        return found[0].parent
+    raise BundleError(f"{root}: no model bundle found (expected manifest.json)")
+
+
+def _recorded_sha(uri: str, tracking_uri: str) -> str | None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if uri.startswith("models:/"):
+        ref = uri.removeprefix("models:/")
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        elif "/" in ref:
+            name, version = ref.split("/", 1)
+            mv = client.get_model_version(name, version)
+        else:
+            return None
+        return client.get_run(mv.run_id).data.tags.get(SHA_TAG)
+    if uri.startswith("runs:/"):
+        run_id = uri.removeprefix("runs:/").split("/", 1)[0]
+        return client.get_run(run_id).data.tags.get(SHA_TAG)
+    return None
+
+
+def load_bundle(uri: str | os.PathLike, *, tracking_uri: str | None = None) -> ModelBundle:
+    """Load a bundle from `models:/name@alias`, `models:/name/version`, `runs:/id/model`, or a local path.
+
+    For registry and run URIs the bundle's manifest hash must match the one recorded with the run.
+    """
+    text = str(uri)
+    local = Path(text)
+    if "://" not in text and ":/" not in text:
+        if not local.exists():
+            raise DataError(f"{local}: model path not found")
+        return ModelBundle.load(_find_bundle(local))
+    tracking_uri = tracking_uri or default_tracking_uri()
+    _quiet_mlflow_logs()
+    mlflow = _mlflow(tracking_uri)
+    try:
+        expected = _recorded_sha(text, tracking_uri)
+    except Exception as exc:
+        raise DataError(f"{text}: cannot resolve model in tracking store {tracking_uri} ({exc})") from exc
+    with tempfile.TemporaryDirectory(prefix="leadscore-model-") as tmp:
+        try:
+            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tmp))
+        except Exception as exc:
+            raise DataError(f"{text}: cannot download model from {tracking_uri} ({exc})") from exc
+        return ModelBundle.load(_find_bundle(path), expected_manifest_sha256=expected)
+
+
+def load_pyfunc(uri: str, *, tracking_uri: str | None = None):
+    """The MLflow pyfunc model at a URI (for Spark UDFs, MLflow serving and equivalence tests)."""
+    mlflow = _mlflow(tracking_uri or default_tracking_uri())
+    return mlflow.pyfunc.load_model(uri)
+
+
+def run_summary(run_id: str, *, tracking_uri: str) -> dict[str, Any]:
+    """Metrics, params, tags and artifact paths of a run (for tests and notebooks)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run = client.get_run(run_id)
+    files = [f.path for f in client.list_artifacts(run_id)]
+    for folder in [f for f in files if "." not in Path(f).name]:
+        files += [f.path for f in client.list_artifacts(run_id, folder)]
+    return {"metrics": dict(run.data.metrics), "params": dict(run.data.params), "tags": dict(run.data.tags),
+            "artifacts": sorted(files), "status": run.info.status}
+
+
+def registered_alias(name: str, alias: str, *, tracking_uri: str) -> str | None:
+    """Version number behind an alias, or None."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except Exception:
+        return None
+
+
+def to_json(value: Any) -> str:
+    """JSON for run artifacts (numpy scalars and timestamps become plain values)."""
+    return json.dumps(value, indent=2, sort_keys=True, default=str)

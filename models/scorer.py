@@ -1,0 +1,113 @@
+"""The one scoring path: training evaluation, the predictor, batch scoring and the pyfunc model all use it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from features.spec import FeatureSpec, LeadFrame
+from models.bundle import Bands, ModelBundle
+from models.explain import margin_contributions, probability_contributions
+
+BASE_RATE = "base_rate"
+
+
+class Scorer(Protocol):
+    """Anything that turns a LeadFrame into lead_id, probability, score, band (and reasons)."""
+
+    def score_frame(self, frame: LeadFrame, *, reasons: bool = True) -> pd.DataFrame: ...
+
+
+def score_from_probability(p: np.ndarray) -> np.ndarray:
+    """0-100 score: the calibrated probability in points, rounded (30 means about 30 in 100 convert)."""
+    return np.rint(np.asarray(p) * 100).astype("int64")
+
+
+def assign_bands(scores: np.ndarray, bands: Bands) -> np.ndarray:
+    """Band name per score: band i+1 starts at cutoffs[i]."""
+    idx = np.searchsorted(np.asarray(bands.cutoffs), np.asarray(scores), side="right")
+    return np.asarray(bands.names, dtype=object)[idx]
+
+
+def _format_value(value) -> str:
+    if value is None:
+        return "missing"
+    if isinstance(value, float | np.floating):
+        if float(value).is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.3g}"
+    return str(value)
+
+
+class ModelScorer:
+    """Scores LeadFrames with a ModelBundle: calibrated probability, score, band and top reasons."""
+
+    def __init__(self, bundle: ModelBundle, n_reasons: int = 3, bands: Bands | None = None) -> None:
+        self.bundle = bundle
+        self.n_reasons = n_reasons
+        self.bands = bands or bundle.bands
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return self.bundle.spec
+
+    def predict_proba_features(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated probabilities for a readable feature frame (columns `spec.feature_names`)."""
+        X = self.spec.encode(features)
+        margin = self.bundle.booster.predict(X, raw_score=True)
+        return self.bundle.calibrator.predict(margin)
+
+    def contributions(self, features: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+        """(base probability, per-feature contributions in probability, probability), adding up exactly."""
+        X = self.spec.encode(features)
+        raw = margin_contributions(self.bundle.booster, X)
+        base, contrib, p = probability_contributions(raw, self.bundle.calibrator.a_, self.bundle.calibrator.b_)
+        return base, pd.DataFrame(contrib, columns=list(self.spec.feature_names), index=features.index), p
+
+    def score_features(self, ids: pd.Series, features: pd.DataFrame, *, reasons: bool = True) -> pd.DataFrame:
+        """One row per lead: id, probability, score, band, base_rate and the top reasons."""
+        id_col = self.spec.id_column
+        if reasons and self.n_reasons > 0:
+            base, contrib, p = self.contributions(features)
+        else:
+            p = self.predict_proba_features(features)
+        score = score_from_probability(p)
+        out = pd.DataFrame({
+            id_col: ids.to_numpy(),
+            "probability": p,
+            "score": score,
+            "band": assign_bands(score, self.bands),
+        })
+        if reasons and self.n_reasons > 0:
+            out[BASE_RATE] = base
+            out = pd.concat([out, self._reasons(features, contrib)], axis=1)
+        return out
+
+    def _reasons(self, features: pd.DataFrame, contrib: pd.DataFrame) -> pd.DataFrame:
+        values = contrib.to_numpy()
+        k = min(self.n_reasons, values.shape[1])
+        order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :k]
+        names = np.asarray(contrib.columns, dtype=object)
+        feature_values = features.reset_index(drop=True)
+        cols: dict[str, list] = {}
+        rows = np.arange(len(values))
+        for j in range(k):
+            idx = order[:, j]
+            feat = names[idx]
+            amount = values[rows, idx]
+            raw_vals = [feature_values.at[i, f] for i, f in zip(rows, feat, strict=True)]
+            shown = [None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else v
+                     for v in raw_vals]
+            cols[f"reason_{j + 1}_feature"] = list(feat)
+            cols[f"reason_{j + 1}_value"] = [_format_value(v) for v in shown]
+            cols[f"reason_{j + 1}_contribution"] = list(amount)
+            cols[f"reason_{j + 1}"] = [
+                f"{f} = {_format_value(v)} ({c * 100:+.1f} pts)" for f, v, c in zip(feat, shown, amount, strict=True)
+            ]
+        return pd.DataFrame(cols)
+
+    def score_frame(self, frame: LeadFrame, *, reasons: bool = True) -> pd.DataFrame:
+        """Score a LeadFrame (the path evaluation and serving share)."""
+        return self.score_features(frame.ids, frame.features, reasons=reasons)

@@ -1,0 +1,88 @@
+"""Load a model by MLflow URI or path and score leads (with their events) as of a date."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from features.build import REJECT_REASON, build_lead_frame, resolve_as_of, type_events, type_leads
+from features.config import BandConfig
+from features.spec import AS_OF
+from models.bundle import Bands, ModelBundle
+from models.registry import load_bundle
+from models.scorer import ModelScorer
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Scores for the valid rows, the rejected rows with a reason, and counters (unseen values, ...)."""
+
+    scores: pd.DataFrame
+    rejects: pd.DataFrame
+    stats: dict
+
+
+class Predictor:
+    """A loaded model that scores raw leads: lead_id, probability, score, band, base_rate, top reasons."""
+
+    def __init__(self, bundle: ModelBundle, *, n_reasons: int = 3, bands: BandConfig | None = None) -> None:
+        custom = None
+        if bands is not None and bands.cutoffs is not None:
+            custom = Bands(tuple(bands.names), tuple(int(round(c)) for c in bands.cutoffs))
+        self.bundle = bundle
+        self.scorer = ModelScorer(bundle, n_reasons=n_reasons, bands=custom)
+
+    @classmethod
+    def load(cls, uri: str | os.PathLike, *, tracking_uri: str | None = None, n_reasons: int = 3,
+             bands: BandConfig | None = None) -> Predictor:
+        """From `models:/lead-conversion@champion`, `runs:/<id>/model`, or a local bundle/model folder."""
+        return cls(load_bundle(uri, tracking_uri=tracking_uri), n_reasons=n_reasons, bands=bands)
+
+    @property
+    def spec(self):
+        return self.bundle.spec
+
+    def score_detailed(
+        self,
+        leads: pd.DataFrame,
+        events: pd.DataFrame | None = None,
+        as_of: pd.Timestamp | str | None = None,
+        *,
+        reasons: bool = True,
+        keep_columns: Sequence[str] = (),
+        source: str = "leads",
+        events_source: str = "events",
+    ) -> Scored:
+        """Score leads; rows that cannot be scored come back in `rejects` with a reason (nothing is lost).
+
+        `as_of`: one time for every lead; without it, the leads' `as_of` column, else now (UTC).
+        """
+        typed = type_leads(leads, self.spec, source=source, strict=False,
+                           as_of_column=AS_OF if as_of is None and AS_OF in leads.columns else None)
+        ok = typed.leads
+        stamps = resolve_as_of(ok, self.spec, as_of, source=source)
+        missing_as_of = stamps.isna()
+        rejects = typed.rejects
+        if missing_as_of.any():
+            bad = ok.loc[missing_as_of].copy()
+            bad[REJECT_REASON] = f"column {AS_OF!r}: missing date/time"
+            rejects = pd.concat([rejects, bad], ignore_index=True)
+            ok, stamps = ok.loc[~missing_as_of].reset_index(drop=True), stamps[~missing_as_of].reset_index(drop=True)
+        typed_events = None
+        if self.spec.has_events and events is not None:
+            typed_events = type_events(events, self.spec, source=events_source)
+        frame = build_lead_frame(ok, typed_events, self.spec, stamps, stats=typed.stats)
+        scores = self.scorer.score_frame(frame, reasons=reasons)
+        scores.insert(1, AS_OF, frame.as_of.to_numpy())
+        for col in keep_columns:
+            if col in ok.columns and col not in scores.columns:
+                scores[col] = ok[col].to_numpy()
+        return Scored(scores, rejects, {**frame.stats, "scored_rows": len(scores), "rejected_rows": len(rejects)})
+
+    def score(self, leads: pd.DataFrame, events: pd.DataFrame | None = None,
+              as_of: pd.Timestamp | str | None = None, *, reasons: bool = True) -> pd.DataFrame:
+        """One row per valid lead: lead_id, as_of, probability, score, band, base_rate, reason_1..3."""
+        return self.score_detailed(leads, events, as_of, reasons=reasons).scores

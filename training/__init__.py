@@ -1,0 +1,1 @@
+"""Training side of leadscore: time split, fitting, calibration, evaluation and the demo pipeline."""

@@ -1,0 +1,52 @@
+"""Split labelled leads by time: train < calibration < test by as_of (random only without dates)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.config import SplitConfig
+from features.errors import DataError
+from features.spec import LABEL
+
+
+@dataclass(frozen=True)
+class Split:
+    """Boolean masks over the labelled rows, the cut times, and how the split was made."""
+
+    train: np.ndarray
+    calibration: np.ndarray
+    test: np.ndarray
+    method: str
+    calibration_start: pd.Timestamp | None = None
+    test_start: pd.Timestamp | None = None
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "method": self.method,
+            "train_rows": int(self.train.sum()),
+            "calibration_rows": int(self.calibration.sum()),
+            "test_rows": int(self.test.sum()),
+            "calibration_start": None if self.calibration_start is None else self.calibration_start.isoformat(),
+            "test_start": None if self.test_start is None else self.test_start.isoformat(),
+        }
+
+
+def time_split(frame: pd.DataFrame, as_of: pd.Series, config: SplitConfig, *, source: str = "leads") -> Split:
+    """Cut by as_of quantiles so no calibration or test lead is older than any training lead."""
+    t = pd.Series(as_of).reset_index(drop=True)
+    cal_start = t.quantile(1 - config.test_fraction - config.calibration_fraction)
+    test_start = t.quantile(1 - config.test_fraction)
+    train = (t < cal_start).to_numpy()
+    cal = ((t >= cal_start) & (t < test_start)).to_numpy()
+    test = (t >= test_start).to_numpy()
+    y = frame[LABEL].to_numpy()
+    for name, mask in (("training", train), ("calibration", cal), ("test", test)):
+        if mask.sum() == 0 or np.unique(y[mask]).size < 2:
+            raise DataError(
+                f"{source}: the {name} slice of the time split has {int(mask.sum())} leads and "
+                f"{int(y[mask].sum()) if mask.any() else 0} conversions; both classes are needed in every slice"
+            )
+    return Split(train, cal, test, "time", pd.Timestamp(cal_start), pd.Timestamp(test_start))
