@@ -44,6 +44,8 @@ def _is_datetime_text(values: pd.Series) -> bool:
 def infer_columns(leads: pd.DataFrame, data: DataConfig, *, source: str) -> tuple[list[str], list[str], dict[str, str]]:
     """Split lead columns into numeric and categorical features; report the columns left out and why."""
     skip = {data.lead_id, data.created_at, data.converted_at, AS_OF, *data.exclude}
+    if data.label:
+        skip.add(data.label)
     dropped = {c: "excluded by config" for c in data.exclude if c in leads.columns}
     numeric: list[str] = []
     categorical: list[str] = []

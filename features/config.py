@@ -26,6 +26,9 @@ class DataConfig:
     event_time: str = "timestamp"
     event_type: str = "event_type"
     converted_at: str = "converted_at"
+    # A ready-made 0/1 outcome column (in the lead table or the outcomes table) instead of converted_at;
+    # the label is then taken as given, with no window.
+    label: str | None = None
     # Feature columns; None means "every other lead column, typed by inference".
     numeric: tuple[str, ...] | None = None
     categorical: tuple[str, ...] | None = None

@@ -299,8 +299,9 @@ def _engagement_logit(
     engagement = (weights * logc).sum(axis=1)
     # Positive engagement of the last 7 days counts on top of the total (recent intent is hotter).
     recent = (np.clip(_ENGAGEMENT_WEIGHT, 0, None) * np.log1p(counts7)).sum(axis=1)
-    # Engagement is worth more for good-fit leads (the classic fit x interest interaction).
-    fit_gate = 0.5 + _sigmoid(1.5 * (fit - 0.3))
+    # Engagement is worth far more for good-fit leads (the classic fit x interest grid): a student from a
+    # bought list who reads every email is still unlikely to buy.
+    fit_gate = 0.2 + 1.6 * _sigmoid(2.5 * (fit - 0.3))
     # Long silence before as_of cools a lead down; no activity at all is worst.
     cooling = -0.9 * np.clip((silence - 5.0) / 10.0, 0.0, 1.5)
     cooling = np.where(np.isinf(silence), -1.6, cooling)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import DataError
-from features.io import parse_timestamps, require_columns
+from features.io import parse_label, parse_timestamps, require_columns
 from features.spec import AS_OF, LABEL
 
 
@@ -86,3 +86,51 @@ def infer_data_end(*series: pd.Series) -> pd.Timestamp:
     """The extract time of the data: the latest timestamp seen in any of the given columns."""
     latest = [s.max() for s in series if s is not None and len(s) and pd.notna(s.max())]
     return max(latest)
+
+
+def labels_from_column(
+    leads: pd.DataFrame,
+    outcomes: pd.DataFrame | None,
+    *,
+    label: str,
+    id_column: str,
+    created_column: str,
+    as_of_days: int,
+    source: str = "leads",
+    outcomes_source: str = "outcomes",
+) -> Labelled:
+    """Labels taken as given from a 0/1 column of the lead table, or of an outcomes table joined by id.
+
+    as_of is created + as_of_days when the leads have a creation time, else missing (no event features).
+    """
+    if label in leads.columns:
+        values = parse_label(leads[label], source=source, column=label)
+        out = leads.copy()
+    else:
+        if outcomes is None:
+            raise DataError(f"{source}: missing label column {label!r} (and no outcomes table was given)")
+        require_columns(outcomes, [id_column, label], source=outcomes_source, what="outcome")
+        ids = outcomes[id_column].astype("string").str.strip()
+        dupes = ids.duplicated() & ids.notna()
+        if dupes.any():
+            raise DataError(f"{outcomes_source}: column {id_column!r}: duplicate lead id "
+                            f"{ids[dupes].iloc[0]!r}; the label table needs one row per lead")
+        parsed = parse_label(outcomes[label], source=outcomes_source, column=label)
+        mapped = leads[id_column].map(pd.Series(parsed.to_numpy(), index=ids.to_numpy()))
+        missing = mapped.isna()
+        if missing.any():
+            rows = [int(i) + 1 for i in np.flatnonzero(missing.to_numpy())]
+            raise DataError(f"{outcomes_source}: column {label!r}: no label for {int(missing.sum())} lead(s) of "
+                            f"{source} (first: {leads[id_column][missing].iloc[0]!r}, leads rows {rows[:5]})")
+        values = mapped.astype("int8")
+        out = leads.copy()
+    out[LABEL] = values.to_numpy(dtype="int8")
+    if created_column in out.columns:
+        out[AS_OF] = out[created_column] + pd.Timedelta(days=as_of_days)
+        data_end = out[AS_OF].max()
+    else:
+        out[AS_OF] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
+        data_end = pd.NaT
+    counts = {"leads": len(leads), "converted_before_as_of": 0, "immature": 0, "labelled": len(out),
+              "positives": int(out[LABEL].sum())}
+    return Labelled(out.reset_index(drop=True), counts, data_end)

@@ -82,12 +82,11 @@ def main_callback(
 def _metrics_table(summary: dict):
     from rich.table import Table
 
-    table = Table(title="Test slice (later leads, never seen in training or calibration)")
+    table = Table(title="Held-out test slice")
     table.add_column("model")
-    for col in ("ROC AUC", "PR AUC", "Brier", "ECE", "ECE noise p95", "lift@10%", "MAE vs truth"):
+    for col in ("ROC AUC", "PR AUC", "Brier", "ECE", "ECE noise", "lift@10%", "|p-truth|"):
         table.add_column(col, justify="right")
-    names = {"model": "LightGBM (calibrated)", "model_uncalibrated": "LightGBM (uncalibrated)",
-             "baseline": "logistic baseline"}
+    names = {"model": "LightGBM cal.", "model_uncalibrated": "LightGBM raw", "baseline": "logistic"}
     for key, label in names.items():
         m = summary["metrics"].get(key)
         if not m:
@@ -138,9 +137,16 @@ def demo(
 @app.command()
 def train(
     leads: Annotated[Path, typer.Option(help="Lead table (CSV or Parquet): id, created_at, attributes.")],
-    outcomes: Annotated[Path, typer.Option(help="Outcomes table: lead id and converted_at (empty = not "
-                                                "converted).")],
+    outcomes: Annotated[Path | None, typer.Option(help="Outcomes table: lead id and converted_at (empty = not "
+                                                       "converted), or a --label column.")] = None,
     events: Annotated[Path | None, typer.Option(help="Activity events: lead id, timestamp, event_type.")] = None,
+    label: Annotated[str | None, typer.Option(help="A ready-made 0/1 outcome column (in the leads or outcomes "
+                                                   "table) instead of converted_at.")] = None,
+    id_col: Annotated[str | None, typer.Option("--id", help="Lead id column (default lead_id).")] = None,
+    date_col: Annotated[str | None, typer.Option("--date", help="Lead creation time column (default "
+                                                                "created_at); without one the split is random.")]
+    = None,
+    drop: Annotated[list[str] | None, typer.Option(help="Column never to use as a feature (repeatable).")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config (column names, windows, model, "
                                                       "bands).")] = None,
     workdir: Annotated[Path, typer.Option(help="Folder for reports and the default MLflow store.")] = Path("."),
@@ -149,7 +155,9 @@ def train(
     tracking_uri: TrackingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train on your leads, events and outcomes; log the run to MLflow and register the model."""
+    """Train on your leads (and events, outcomes); log the run to MLflow and register the model."""
+    import dataclasses
+
     import pandas as pd
 
     from features.config import TrainConfig, load_config
@@ -157,6 +165,11 @@ def train(
 
     def body():
         cfg = load_config(config) if config else TrainConfig()
+        overrides = {k: v for k, v in (("label", label), ("lead_id", id_col), ("event_lead_id", id_col),
+                                       ("created_at", date_col)) if v is not None}
+        if drop:
+            overrides["exclude"] = tuple(cfg.data.exclude) + tuple(drop)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **overrides))
         end = None if data_end is None else pd.Timestamp(data_end, tz="UTC")
         result, logged = train_from_files(leads, outcomes, events, cfg, workdir=workdir,
                                           tracking_uri=tracking_uri, data_end=end, step=_steps(as_json))
@@ -168,6 +181,13 @@ def train(
         return
     console = _console(stderr=False)
     console.print(_metrics_table(result))
+    data = result["data"]
+    console.print(f"Labelled leads: {data['labelled']:,} ({data['positives']:,} converted). Split: "
+                  f"{data['method']} - train {data['train_rows']:,} / calibration {data['calibration_rows']:,} / "
+                  f"test {data['test_rows']:,}.", highlight=False)
+    if result.get("dropped_columns"):
+        dropped = "; ".join(f"{k} ({v})" for k, v in result["dropped_columns"].items())
+        console.print(f"Not used as features: {dropped}", highlight=False)
     mlf = result["mlflow"]
     console.print(f"Registered: {mlf['registry_uri'] or mlf['model_uri']} (version {mlf['version']}); "
                   f"run {mlf['run_id']} in {mlf['tracking_uri']}", highlight=False)

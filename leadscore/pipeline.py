@@ -16,7 +16,7 @@ import pandas as pd
 
 from features.config import TrainConfig, config_to_dict
 from features.io import read_table, write_text
-from models.registry import LoggedRun, default_tracking_uri, log_training_run, to_json
+from models.registry import LoggedRun, default_tracking_uri, log_training_run, pyfunc_input, to_json
 from training.plots import gains_chart, reliability_diagram
 from training.train import TrainResult, train_model
 
@@ -85,13 +85,14 @@ def train_and_log(
         registered_model=config.registered_model if register else None,
         artifact_root=workdir / "mlartifacts" if tracking_uri.startswith("sqlite:") else None,
         run_name=f"train-{stamp}",
+        input_example=pyfunc_input(result.bundle.spec, result.test_frame.features.head(5)),
     )
     return result, logged
 
 
 def train_from_files(
     leads_path: str | os.PathLike,
-    outcomes_path: str | os.PathLike,
+    outcomes_path: str | os.PathLike | None,
     events_path: str | os.PathLike | None,
     config: TrainConfig,
     *,
@@ -103,7 +104,7 @@ def train_from_files(
     """Read leads/outcomes/events files and run `train_and_log`."""
     step("reading input files")
     leads = read_table(leads_path, what="leads")
-    outcomes = read_table(outcomes_path, what="outcomes")
+    outcomes = read_table(outcomes_path, what="outcomes") if outcomes_path is not None else None
     events = read_table(events_path, what="events") if events_path is not None else None
     sources = {"leads": str(leads_path), "outcomes": str(outcomes_path), "events": str(events_path)}
     return train_and_log(leads, outcomes, events, config, workdir=workdir, tracking_uri=tracking_uri,
@@ -118,6 +119,10 @@ def summary(result: TrainResult, logged: LoggedRun) -> dict[str, Any]:
         "metrics": {name: {k: v for k, v in m.items() if k in keep} for name, m in result.metrics.items()},
         "data": {k: v for k, v in result.counts.items() if not isinstance(v, dict)},
         "bands": result.bundle.bands.to_dict(),
+        "features": {"numeric": list(result.bundle.spec.numeric_columns),
+                     "categorical": list(result.bundle.spec.categorical_columns),
+                     "events": list(result.bundle.spec.event_types)},
+        "dropped_columns": dict(result.bundle.spec.dropped_columns),
         "mlflow": {"tracking_uri": logged.tracking_uri, "run_id": logged.run_id, "model_uri": logged.model_uri,
                    "registered_model": logged.registered_model, "version": logged.version,
                    "alias": logged.alias, "registry_uri": logged.registry_uri},

@@ -38,6 +38,10 @@ def default_tracking_uri(workdir: str | os.PathLike = ".") -> str:
 
 
 def _mlflow(tracking_uri: str):
+    # Download progress bars would interleave with the CLI's own output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # The project runs offline; MLflow's usage telemetry would only try (and fail) to reach the network.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -77,31 +81,6 @@ def pyfunc_input(spec: FeatureSpec, features: pd.DataFrame) -> pd.DataFrame:
         else:
             out[name] = pd.to_numeric(col, errors="coerce").astype("float64")
     return pd.DataFrame(out, index=features.index)
-
-
-def _python_model_class():
-    import mlflow.pyfunc
-
-    class LeadScorePyfunc(mlflow.pyfunc.PythonModel):
-        """Pyfunc wrapper over the same ModelScorer the predictor uses (no reasons: plain probabilities)."""
-
-        def load_context(self, context) -> None:
-            from models.scorer import ModelScorer
-
-            self._scorer = ModelScorer(ModelBundle.load(context.artifacts[BUNDLE_ARTIFACT]))
-
-        def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-            scorer = self._scorer
-            spec = scorer.spec
-            frame = pd.DataFrame(model_input).reset_index(drop=True)
-            for name in spec.feature_names:
-                if name not in frame.columns:
-                    frame[name] = None
-            ids = frame[spec.id_column] if spec.id_column in frame.columns else pd.Series(range(len(frame)))
-            scored = scorer.score_features(ids.astype(str), frame[list(spec.feature_names)], reasons=False)
-            return scored[["probability", "score", "band"]]
-
-    return LeadScorePyfunc
 
 
 @dataclass(frozen=True)
@@ -154,10 +133,12 @@ def log_training_run(
     artifact_root: str | os.PathLike | None = None,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    input_example: pd.DataFrame | None = None,
 ) -> LoggedRun:
     """Log one training run: params, metrics, files, the pyfunc model with its bundle; register it.
 
     The first registered version gets alias `champion`; later ones get `challenger` (promotion is explicit).
+    `input_example` (a few rows of `pyfunc_input`) makes MLflow run the model once while logging it.
     """
     _quiet_mlflow_logs()
     mlflow = _mlflow(tracking_uri)
@@ -187,13 +168,14 @@ def log_training_run(
 
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
-                python_model=_python_model_class()(),
+                python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
                 artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
                 signature=model_signature(bundle.spec),
                 pip_requirements=[f"mlflow=={mlflow.__version__}", f"lightgbm=={lightgbm.__version__}",
                                   f"pandas=={pd.__version__}", f"numpy=={numpy.__version__}",
                                   f"scikit-learn=={sklearn.__version__}"],
                 metadata={SHA_TAG: sha},
+                input_example=input_example,
             )
             run_id = run.info.run_id
     version = alias = None

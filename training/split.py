@@ -50,3 +50,20 @@ def time_split(frame: pd.DataFrame, as_of: pd.Series, config: SplitConfig, *, so
                 f"{int(y[mask].sum()) if mask.any() else 0} conversions; both classes are needed in every slice"
             )
     return Split(train, cal, test, "time", pd.Timestamp(cal_start), pd.Timestamp(test_start))
+
+
+def random_split(y: np.ndarray, config: SplitConfig, seed: int, *, source: str = "leads") -> Split:
+    """Stratified random split, for data without dates (said in the run's output)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    counts = np.bincount(np.asarray(y, dtype=int), minlength=2)
+    if counts.min() < 10:
+        raise DataError(f"{source}: only {counts.min()} leads in the smaller class; need at least 10 to split")
+    rest, test = train_test_split(idx, test_size=config.test_fraction, stratify=y, random_state=seed)
+    cal_share = config.calibration_fraction / (1 - config.test_fraction)
+    train, cal = train_test_split(rest, test_size=cal_share, stratify=y[rest], random_state=seed)
+    masks = [np.zeros(len(y), dtype=bool) for _ in range(3)]
+    for mask, rows in zip(masks, (train, cal, test), strict=True):
+        mask[rows] = True
+    return Split(masks[0], masks[1], masks[2], "stratified random (no dates)")

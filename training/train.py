@@ -13,14 +13,15 @@ import pandas as pd
 from features.build import build_lead_frame, fit_spec, type_events, type_leads
 from features.config import TrainConfig, config_to_dict
 from features.errors import DataError
-from features.labels import infer_data_end, label_leads, outcome_times
-from features.spec import LABEL, LeadFrame
+from features.io import require_columns
+from features.labels import infer_data_end, label_leads, labels_from_column, outcome_times
+from features.spec import AS_OF, LABEL, LeadFrame
 from models.bundle import Bands, ModelBundle
 from models.calibration import make_calibrator
 from models.estimator import make_lightgbm, make_logistic
 from models.scorer import ModelScorer, score_from_probability
 from training.evaluate import evaluate_baseline, evaluate_scorer
-from training.split import Split, time_split
+from training.split import Split, random_split, time_split
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,10 @@ def fit_lightgbm(frame: LeadFrame, train: np.ndarray, config: TrainConfig) -> tu
     X = frame.X
     y = frame.y
     idx = np.flatnonzero(train)
-    order = idx[np.argsort(frame.as_of.to_numpy()[idx], kind="stable")]
+    if frame.as_of.notna().all():
+        order = idx[np.argsort(frame.as_of.to_numpy()[idx], kind="stable")]
+    else:  # no dates: a seeded shuffle stands in for time order
+        order = np.random.default_rng(config.seed).permutation(idx)
     n_valid = max(1, int(len(order) * config.model.early_stopping_fraction))
     fit_idx, valid_idx = order[:-n_valid], order[-n_valid:]
     cats = list(spec.categorical_columns)
@@ -84,7 +88,8 @@ def fit_lightgbm(frame: LeadFrame, train: np.ndarray, config: TrainConfig) -> tu
     if np.unique(y[valid_idx]).size == 2 and np.unique(y[fit_idx]).size == 2:
         probe = make_lightgbm(config.model, config.seed)
         probe.fit(
-            X.iloc[fit_idx], y[fit_idx], eval_set=[(X.iloc[valid_idx], y[valid_idx])], eval_metric="binary_logloss",
+            X.iloc[fit_idx], y[fit_idx], eval_X=(X.iloc[valid_idx],), eval_y=(y[valid_idx],),
+            eval_metric="binary_logloss",
             categorical_feature=cats or "auto",
             callbacks=[lgb.early_stopping(config.model.early_stopping_rounds, verbose=False)],
         )
@@ -103,7 +108,7 @@ def fit_lightgbm(frame: LeadFrame, train: np.ndarray, config: TrainConfig) -> tu
 
 def train_model(
     leads: pd.DataFrame,
-    outcomes: pd.DataFrame,
+    outcomes: pd.DataFrame | None = None,
     events: pd.DataFrame | None = None,
     config: TrainConfig | None = None,
     *,
@@ -113,26 +118,46 @@ def train_model(
 ) -> TrainResult:
     """Labels, point-in-time features, time split, LightGBM + sigmoid calibration, logistic baseline, metrics.
 
-    `truth` (optional, demo data) maps lead id to the true conversion probability, for the error vs the truth.
+    Labels come from outcome times (converted within the window after as_of) or, with `config.data.label`,
+    from a ready-made 0/1 column. `truth` (optional, demo data) maps lead id to the true conversion
+    probability, for the error against the truth.
     """
     config = config or TrainConfig()
     sources = {"leads": "leads", "events": "events", "outcomes": "outcomes", **(sources or {})}
     data = config.data
+    has_dates = data.created_at in leads.columns
+    if data.label is None:
+        if outcomes is None:
+            raise DataError(f"{sources['leads']}: no outcomes table and no label column; give one of them")
+        if not has_dates:
+            require_columns(leads, [data.created_at], source=sources["leads"])
+    if events is not None and not has_dates:
+        raise DataError(f"{sources['leads']}: events need the leads' creation time column {data.created_at!r} "
+                        f"to know which events came before as_of")
     spec = fit_spec(leads, events, data, config.features, source=sources["leads"])
-    typed = type_leads(leads, spec, source=sources["leads"], strict=True, require_created=True)
+    typed = type_leads(leads, spec, source=sources["leads"], strict=True, require_created=has_dates)
     typed_events = type_events(events, spec, source=sources["events"]) if events is not None else None
-    converted = outcome_times(outcomes, id_column=data.lead_id, converted_at=data.converted_at,
-                              source=sources["outcomes"])
-    if data_end is None:
-        data_end = infer_data_end(typed.leads[spec.created_column], converted,
-                                  None if typed_events is None else typed_events["ts"])
-    labelled = label_leads(
-        typed.leads, converted, id_column=spec.id_column, created_column=spec.created_column,
-        as_of_days=spec.as_of_days, window_days=spec.label_window_days, data_end=data_end, source=sources["leads"],
-    )
-    frame = build_lead_frame(labelled.leads, typed_events, spec, labelled.leads["as_of"], extra_columns=[LABEL],
+    if data.label is not None:
+        labelled = labels_from_column(typed.leads, outcomes, label=data.label, id_column=spec.id_column,
+                                      created_column=spec.created_column, as_of_days=spec.as_of_days,
+                                      source=sources["leads"], outcomes_source=sources["outcomes"])
+    else:
+        converted = outcome_times(outcomes, id_column=data.lead_id, converted_at=data.converted_at,
+                                  source=sources["outcomes"])
+        if data_end is None:
+            data_end = infer_data_end(typed.leads[spec.created_column], converted,
+                                      None if typed_events is None else typed_events["ts"])
+        labelled = label_leads(
+            typed.leads, converted, id_column=spec.id_column, created_column=spec.created_column,
+            as_of_days=spec.as_of_days, window_days=spec.label_window_days, data_end=data_end,
+            source=sources["leads"],
+        )
+    frame = build_lead_frame(labelled.leads, typed_events, spec, labelled.leads[AS_OF], extra_columns=[LABEL],
                              stats=typed.stats)
-    split = time_split(frame.frame, frame.as_of, config.split, source=sources["leads"])
+    if has_dates:
+        split = time_split(frame.frame, frame.as_of, config.split, source=sources["leads"])
+    else:
+        split = random_split(frame.y, config.split, config.seed, source=sources["leads"])
 
     booster, fit_info = fit_lightgbm(frame, split.train, config)
     cal_frame = frame.subset(split.calibration)
@@ -145,14 +170,16 @@ def train_model(
         cutoffs = band_cutoffs(p_cal, config.bands.shares)
     bands = Bands(tuple(config.bands.names), cutoffs)
 
-    window = {
-        "train_as_of_min": frame.as_of[split.train].min().isoformat(),
-        "train_as_of_max": frame.as_of[split.train].max().isoformat(),
-        "calibration_start": split.calibration_start.isoformat(),
-        "test_start": split.test_start.isoformat(),
-        "test_as_of_max": frame.as_of[split.test].max().isoformat(),
-        "data_end": pd.Timestamp(data_end).isoformat(),
-    }
+    window = {"split": split.method}
+    if has_dates:
+        window.update({
+            "train_as_of_min": frame.as_of[split.train].min().isoformat(),
+            "train_as_of_max": frame.as_of[split.train].max().isoformat(),
+            "calibration_start": split.calibration_start.isoformat(),
+            "test_start": split.test_start.isoformat(),
+            "test_as_of_max": frame.as_of[split.test].max().isoformat(),
+            "data_end": None if pd.isna(labelled.data_end) else pd.Timestamp(labelled.data_end).isoformat(),
+        })
     counts = {**labelled.counts, **split.describe(), "lead_stats": frame.stats,
               "train_positive_rate": float(frame.y[split.train].mean())}
     bundle = ModelBundle(

@@ -1,0 +1,155 @@
+"""The `leadscore` command as users run it: the demo, training and scoring, and one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.io import read_table
+
+
+def leadscore(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env_cmd = [sys.executable, "-m", "leadscore", *map(str, args)]
+    return subprocess.run(env_cmd, capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo")
+    proc = leadscore("demo", "--workdir", workdir, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout), workdir
+
+
+def test_demo_meets_the_acceptance_bar(demo_run):
+    summary, workdir = demo_run
+    model, baseline = summary["metrics"]["model"], summary["metrics"]["baseline"]
+    assert model["ece"] <= 0.02
+    assert model["roc_auc"] >= baseline["roc_auc"]
+    assert model["mae_vs_truth"] < baseline["mae_vs_truth"]
+    assert summary["data"]["leads"] == 20_000
+    assert summary["data"]["immature"] > 0 and summary["data"]["converted_before_as_of"] > 0
+    assert summary["seconds"] < 180
+
+
+def test_demo_writes_one_scored_row_per_fresh_lead(demo_run):
+    summary, workdir = demo_run
+    fresh = read_table(workdir / "data" / "fresh_leads.csv")
+    scored = read_table(summary["scored"]["output"])
+    assert sorted(scored["lead_id"]) == sorted(fresh["lead_id"])
+    assert {"probability", "score", "band", "reason_1", "reason_2", "reason_3"} <= set(scored.columns)
+    assert summary["scored"]["rejected_rows"] == 0
+    assert summary["scored"]["mae_vs_truth"] < 0.06
+
+
+def test_demo_registers_champion_in_the_sqlite_store(demo_run):
+    from models.registry import registered_alias, run_summary
+
+    summary, workdir = demo_run
+    mlf = summary["mlflow"]
+    assert mlf["tracking_uri"] == f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
+    assert mlf["registry_uri"] == "models:/lead-conversion@champion"
+    assert registered_alias("lead-conversion", "champion", tracking_uri=mlf["tracking_uri"]) == mlf["version"]
+    run = run_summary(mlf["run_id"], tracking_uri=mlf["tracking_uri"])
+    assert {"plots/reliability.png", "plots/gains_lift.png"} <= set(run["artifacts"])
+    assert run["metrics"]["test_model_ece"] == pytest.approx(summary["metrics"]["model"]["ece"])
+
+
+def test_demo_human_output_and_rerun_in_the_same_workdir(demo_run):
+    summary, workdir = demo_run
+    proc = leadscore("demo", "--workdir", workdir, "--n-leads", "3000")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ROC AUC" in proc.stdout and "Scored file" in proc.stdout
+    assert "challenger" not in proc.stdout or "version 2" in proc.stdout
+
+
+def test_score_command_keeps_every_row(demo_run, tmp_path):
+    summary, workdir = demo_run
+    fresh = read_table(workdir / "data" / "fresh_leads.csv").head(300)
+    fresh.loc[5, "lead_id"] = None
+    fresh.loc[7, "employees"] = "many"
+    fresh.loc[9, "lead_id"] = fresh.loc[8, "lead_id"]
+    fresh = fresh.drop(columns=["country"])  # an optional feature column missing: treated as missing
+    leads = tmp_path / "list.csv"
+    fresh.to_csv(leads, index=False, sep=";")
+    out = tmp_path / "scored.parquet"
+    proc = leadscore("score", "--model", "models:/lead-conversion@champion", "--leads", leads,
+                     "--events", workdir / "data" / "fresh_events.csv", "--out", out,
+                     "--tracking-uri", summary["mlflow"]["tracking_uri"], "--keep", "company", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    scored = pd.read_parquet(out)
+    rejects = pd.read_parquet(result["rejects"])
+    assert len(scored) + len(rejects) == 300
+    assert sorted(rejects["input_row"]) == [6, 8, 10]
+    assert set(rejects["reject_reason"]) == {"column 'lead_id': missing lead id", "column 'employees': not a number",
+                                             "column 'lead_id': duplicate lead id"}
+    assert "company" in scored.columns
+    assert result["stats"]["missing_column:country"] == 300
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+LEADS = "lead_id,created_at,industry\n1,2025-01-01,a\n2,2025-01-02,b\n"
+OUTCOMES = "lead_id,converted_at\n1,2025-01-20\n"
+
+
+@pytest.mark.parametrize("leads, outcomes, extra, expected", [
+    ("id,created_at\n1,2025-01-01\n", OUTCOMES, [], "leads.csv: missing required id column 'lead_id'"),
+    ("lead_id,industry\n1,a\n", OUTCOMES, [], "leads.csv: missing required column 'created_at'"),
+    ("", OUTCOMES, [], "leads.csv: leads file is empty"),
+    ("lead_id,created_at\n", OUTCOMES, [], "leads.csv: leads file has a header but no rows"),
+    ("lead_id,created_at\n1,2025-01-01\n2,not a date\n", OUTCOMES, [],
+     "leads.csv: column 'created_at': cannot parse 'not a date' as a date/time (row 2)"),
+    (LEADS, "lead_id,converted_at\n1,soon\n", [], "outcomes.csv: column 'converted_at': cannot parse 'soon'"),
+    (LEADS, "lead_id,when\n1,2025-01-20\n", [], "outcomes.csv: missing required outcome column 'converted_at'"),
+    (LEADS, "lead_id,converted_at\n", [], "outcomes.csv: outcomes file has a header but no rows"),
+    (LEADS, "lead_id,converted_at\n3,2025-01-20\n", ["--data-end", "2025-12-31"],
+     "leads.csv: label has a single class: all 2 labelled leads are not converted"),
+    ("lead_id,created_at,won\n1,2025-01-01,1\n2,2025-01-02,2\n", None, ["--label", "won"],
+     "leads.csv: column 'won': label must be 0/1 (or yes/no, true/false), found ['2'] (row 2)"),
+    ("lead_id,created_at,won\n1,2025-01-01,no\n2,2025-01-02,no\n", None, ["--label", "won"],
+     "leads.csv: column 'won': label has a single class (all 0); need both 0 and 1"),
+    ("lead_id,created_at\n1,2025-01-01\n", None, ["--label", "won"],
+     "leads.csv: missing label column 'won' (and no outcomes table was given)"),
+])
+def test_train_bad_input_is_one_line_error_and_writes_nothing(tmp_path, leads, outcomes, extra, expected):
+    args = ["train", "--leads", _write(tmp_path / "leads.csv", leads), "--workdir", tmp_path / "work", *extra]
+    if outcomes is not None:
+        args += ["--outcomes", _write(tmp_path / "outcomes.csv", outcomes)]
+    proc = leadscore(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    # Progress lines ("> reading ...") may come first; the error itself is exactly one line, the last.
+    errors = [ln for ln in lines if not ln.startswith("> ")]
+    assert errors == [lines[-1]], proc.stderr
+    assert lines[-1].startswith("error: ")
+    assert expected in lines[-1]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "work").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_score_with_missing_model_is_one_line_error(tmp_path):
+    leads = _write(tmp_path / "leads.csv", LEADS)
+    proc = leadscore("score", "--model", tmp_path / "no-model", "--leads", leads, "--out", tmp_path / "o.csv")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'no-model'}: model path not found"]
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_score_with_unsupported_output_type_writes_nothing(demo_run, tmp_path):
+    summary, workdir = demo_run
+    proc = leadscore("score", "--model", "models:/lead-conversion@champion",
+                     "--leads", workdir / "data" / "fresh_leads.csv", "--out", tmp_path / "o.xlsx",
+                     "--tracking-uri", summary["mlflow"]["tracking_uri"])
+    assert proc.returncode == 2
+    assert "unsupported file type '.xlsx'" in proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,155 @@
+"""Point-in-time features: exact window counts, invariance to events after as_of, fixed vocabularies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import build_lead_frame, fit_spec, type_events, type_leads
+from features.config import DataConfig, FeatureConfig
+from features.errors import DataError
+
+T0 = pd.Timestamp("2025-03-01T12:00:00Z")
+
+
+def _leads() -> pd.DataFrame:
+    return pd.DataFrame({
+        "lead_id": ["a", "b", "c"],
+        "created_at": ["2025-02-01", "2025-02-10", "2025-02-20"],
+        "industry": ["software", "retail", "software"],
+        "employees": ["100", "2000", None],
+    })
+
+
+def _events() -> pd.DataFrame:
+    rows = [
+        ("a", T0 - pd.Timedelta(days=1), "page_view"),
+        ("a", T0 - pd.Timedelta(days=3), "page_view"),
+        ("a", T0 - pd.Timedelta(days=10), "pricing_page_view"),
+        ("a", T0 - pd.Timedelta(days=40), "page_view"),
+        ("a", T0 - pd.Timedelta(hours=1), "unsubscribe"),
+        ("a", T0, "email_open"),  # exactly at as_of: counts
+        ("a", T0 + pd.Timedelta(seconds=1), "demo_request"),  # after as_of: never counts
+        ("b", T0 - pd.Timedelta(days=20), "email_open"),
+        ("b", T0 + pd.Timedelta(days=2), "pricing_page_view"),
+    ]
+    return pd.DataFrame(rows, columns=["lead_id", "timestamp", "event_type"])
+
+
+def _spec(leads, events, **feature_kwargs):
+    cfg = FeatureConfig(min_category_count=1, **feature_kwargs)
+    return fit_spec(leads, events, DataConfig(), cfg)
+
+
+def _frame(leads, events, spec, as_of=T0):
+    typed = type_leads(leads, spec, source="leads", strict=True)
+    ev = type_events(events, spec, source="events")
+    return build_lead_frame(typed.leads, ev, spec, pd.Series(as_of, index=range(len(typed.leads))))
+
+
+def test_window_counts_recency_and_decay_by_hand():
+    leads, events = _leads(), _events()
+    spec = _spec(leads, events, half_life_days=7.0)
+    f = _frame(leads, events, spec).frame.set_index("lead_id")
+    a = f.loc["a"]
+    assert a["page_view_7d"] == 2 and a["page_view_30d"] == 2 and a["page_view_90d"] == 3
+    assert a["pricing_page_view_7d"] == 0 and a["pricing_page_view_30d"] == 1
+    assert a["email_open_7d"] == 1
+    assert a["demo_request_90d"] == 0
+    assert a["unsubscribe_7d"] == 1
+    # Unsubscribes are not engagement: the last engagement is the email open at as_of itself.
+    assert a["days_since_last_activity"] == pytest.approx(0.0)
+    assert a["engagement_events_90d"] == 5
+    expected_decay = 1 + 0.5 ** (1 / 7) + 0.5 ** (3 / 7) + 0.5 ** (10 / 7) + 0.5 ** (40 / 7)
+    assert a["decayed_engagement"] == pytest.approx(expected_decay)
+    assert a["active_days"] == 5
+    b, c = f.loc["b"], f.loc["c"]
+    assert b["email_open_30d"] == 1 and b["pricing_page_view_90d"] == 0
+    assert b["days_since_last_activity"] == pytest.approx(20.0)
+    assert np.isnan(c["days_since_last_activity"]) and c["engagement_events_90d"] == 0
+
+
+def test_features_ignore_every_event_after_as_of(small_world):
+    """Point-in-time invariance: adding (or removing) events after as_of changes no feature at all."""
+    leads = small_world.leads.head(1500)
+    events = small_world.events[small_world.events["lead_id"].isin(leads["lead_id"])]
+    spec = fit_spec(leads, events, DataConfig(), FeatureConfig())
+    as_of = pd.to_datetime(leads["created_at"], utc=True).reset_index(drop=True) + pd.Timedelta(days=14)
+    typed = type_leads(leads, spec, source="leads", strict=True)
+    ev = type_events(events, spec, source="events")
+    before = build_lead_frame(typed.leads, ev, spec, as_of).features
+
+    rng = np.random.default_rng(0)
+    n_new = 20_000
+    pick = rng.integers(0, len(leads), n_new)
+    future = pd.DataFrame({
+        "lead_id": typed.leads["lead_id"].to_numpy()[pick],
+        "ts": as_of.iloc[pick].reset_index(drop=True)
+        + pd.to_timedelta(rng.integers(1, 200 * 86400, n_new), unit="s"),
+        "type": rng.choice(list(spec.event_types), n_new),
+    })
+    future["ts"] = pd.to_datetime(future["ts"], utc=True).astype("datetime64[us, UTC]")
+    after = build_lead_frame(typed.leads, pd.concat([ev, future], ignore_index=True), spec, as_of).features
+    pd.testing.assert_frame_equal(before, after)
+
+    # And the post-as_of events that already exist in the world are ignored too: dropping them changes nothing.
+    lead_as_of = dict(zip(typed.leads["lead_id"], as_of, strict=True))
+    only_past = ev[ev["ts"] <= ev["lead_id"].map(lead_as_of)]
+    assert len(only_past) < len(ev)
+    pd.testing.assert_frame_equal(before, build_lead_frame(typed.leads, only_past, spec, as_of).features)
+
+
+def test_unseen_categories_become_missing_and_are_counted():
+    leads, events = _leads(), _events()
+    spec = _spec(leads, events)
+    assert spec.categorical_vocab["industry"] == ("retail", "software")
+    new = leads.assign(industry=["software", "aerospace", "aerospace"])
+    typed = type_leads(new, spec, source="new.csv", strict=False)
+    assert typed.stats["unseen_category:industry"] == 2
+    assert typed.leads["industry"].isna().tolist() == [False, True, True]
+    encoded = spec.encode(typed.leads.assign(**{n: 0.0 for n in spec.event_feature_names}))
+    assert np.isnan(encoded["industry"].iloc[1]) and encoded["industry"].iloc[0] == 1.0
+
+
+def test_rare_values_are_left_out_of_the_vocabulary():
+    leads = pd.DataFrame({"lead_id": [str(i) for i in range(40)], "created_at": "2025-01-01",
+                          "source": ["web"] * 25 + ["fair"] * 12 + ["rare1", "rare2", "rare3"]})
+    spec = fit_spec(leads, None, DataConfig(), FeatureConfig(min_category_count=10))
+    assert spec.categorical_vocab["source"] == ("fair", "web")
+    assert not spec.has_events and spec.event_feature_names == ()
+
+
+def test_identifier_like_and_constant_columns_are_not_features():
+    leads = pd.DataFrame({"lead_id": [str(i) for i in range(50)], "created_at": "2025-01-01",
+                          "email": [f"p{i}@x.com" for i in range(50)], "flag": "yes", "size": range(50)})
+    spec = fit_spec(leads, None, DataConfig(), FeatureConfig())
+    assert spec.numeric_columns == ("size",)
+    assert "email" in spec.dropped_columns and "flag" in spec.dropped_columns
+
+
+def test_scoring_rows_with_bad_values_go_to_rejects_with_reasons():
+    leads, events = _leads(), _events()
+    spec = _spec(leads, events)
+    bad = pd.DataFrame({"lead_id": ["x", None, "x", "y", "z"], "industry": "software",
+                        "employees": ["10", "20", "30", "lots", "40"]})
+    typed = type_leads(bad, spec, source="list.csv", strict=False)
+    assert typed.leads["lead_id"].tolist() == ["x", "z"]
+    reasons = dict(zip(typed.rejects["input_row"], typed.rejects["reject_reason"], strict=True))
+    assert reasons == {2: "column 'lead_id': missing lead id", 3: "column 'lead_id': duplicate lead id",
+                       4: "column 'employees': not a number"}
+    assert typed.stats["rejected_rows"] == 3
+    dupes = pd.DataFrame({"lead_id": ["x", "y", "x"], "industry": "software", "employees": "1"})
+    with pytest.raises(DataError, match=r"list.csv: column 'lead_id': duplicate lead id \(row 3\)"):
+        type_leads(dupes, spec, source="list.csv", strict=True)
+
+
+def test_spec_json_round_trip_keeps_feature_order():
+    leads, events = _leads(), _events()
+    leads["zone"] = ["b", "a", "b"]
+    spec = _spec(leads, events)
+    from features.spec import FeatureSpec
+
+    again = FeatureSpec.from_json(spec.to_json())
+    assert again == spec
+    assert again.feature_names == spec.feature_names

@@ -1,0 +1,92 @@
+"""Tabular I/O: delimiters, encodings, one-line errors that name the file, column and rows; atomic writes."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.errors import DataError
+from features.io import parse_label, parse_numbers, parse_timestamps, read_table, require_columns, write_table
+
+
+def test_reads_semicolon_csv_with_bom(tmp_path):
+    path = tmp_path / "leads.csv"
+    path.write_bytes("\ufefflead_id;employees;country\n007;1.200;DE\n008;15;FR\n".encode())
+    frame = read_table(path)
+    assert list(frame.columns) == ["lead_id", "employees", "country"]
+    assert frame["lead_id"].tolist() == ["007", "008"]  # ids keep their leading zeros
+
+
+def test_reads_latin1_and_tab_separated(tmp_path):
+    path = tmp_path / "leads.tsv"
+    path.write_bytes("lead_id\tcity\n1\tK\xf6ln\n2\tM\xfcnchen\n".encode("latin-1"))
+    assert read_table(path)["city"].tolist() == ["Köln", "München"]
+
+
+def test_parquet_round_trip_is_atomic(tmp_path):
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", None]})
+    out = write_table(frame, tmp_path / "t.parquet")
+    assert read_table(out)["a"].tolist() == [1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "file is empty"),
+    (b"   \n", "file is empty"),
+    (b"lead_id,created_at\n", "header but no rows"),
+])
+def test_empty_files_are_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "leads.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_table(path, what="leads")
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_file_and_unknown_type(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        read_table(tmp_path / "nope.csv")
+    with pytest.raises(DataError, match="unsupported file type '.xlsx'"):
+        read_table(tmp_path / "leads.xlsx")
+
+
+def test_missing_required_column_names_file_and_column():
+    frame = pd.DataFrame({"id": [1]})
+    with pytest.raises(DataError, match=r"leads.csv: missing required column 'lead_id' \(columns present: id\)"):
+        require_columns(frame, ["lead_id"], source="leads.csv")
+
+
+def test_unparseable_dates_name_column_value_and_rows():
+    values = pd.Series(["2025-01-02", "yesterday", "2025-13-45", None, "2025-02-03T10:00:00+01:00"])
+    with pytest.raises(DataError) as info:
+        parse_timestamps(values, source="leads.csv", column="created_at")
+    text = str(info.value)
+    assert text.startswith("leads.csv: column 'created_at': cannot parse 'yesterday'")
+    assert "rows 2, 3" in text
+
+
+def test_timestamps_are_utc():
+    parsed = parse_timestamps(pd.Series(["2025-02-03T10:00:00+01:00", "2025-02-03 09:00"]), source="s", column="c")
+    assert str(parsed.dt.tz) == "UTC"
+    assert parsed.iloc[0] == parsed.iloc[1]
+
+
+@pytest.mark.parametrize("values, message", [
+    (["0", "1", "2"], r"label must be 0/1 .* found \['2'\] \(row 3\)"),
+    (["yes", "no", "maybe"], r"found \['maybe'\]"),
+    (["1", "1", "1"], "single class"),
+    (["0", None, "1"], r"missing label \(row 2\)"),
+])
+def test_bad_labels(values, message):
+    with pytest.raises(DataError, match=message):
+        parse_label(pd.Series(values), source="leads.csv", column="converted")
+
+
+def test_labels_accept_words():
+    assert parse_label(pd.Series(["Yes", "no", "TRUE", "0"]), source="s", column="c").tolist() == [1, 0, 1, 0]
+
+
+def test_numbers_flag_bad_cells_and_read_booleans():
+    numbers, bad = parse_numbers(pd.Series(["1", "2.5", "abc", None, "true"]), source="s", column="c")
+    assert numbers.iloc[[0, 1, 4]].tolist() == [1.0, 2.5, 1.0]
+    assert bad.tolist() == [False, False, True, False, False]

@@ -1,0 +1,88 @@
+"""Model behaviour: calibration helps on held-out data, reasons add up, bundles load only when intact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from models.bundle import BundleError, ModelBundle
+from models.calibration import SigmoidCalibrator
+from models.explain import probability_contributions
+from models.metrics import expected_calibration_error
+from models.scorer import ModelScorer
+
+
+def test_sigmoid_calibration_fixes_a_miscalibrated_margin_on_held_out_data():
+    rng = np.random.default_rng(0)
+    true_logit = rng.normal(-2, 1.5, 40_000)
+    y = (rng.random(true_logit.size) < expit(true_logit)).astype(int)
+    margin = 2.5 * true_logit + 1.0  # overconfident and shifted, like an unregularised booster
+    cal, test = slice(0, 20_000), slice(20_000, None)
+    calibrator = SigmoidCalibrator().fit(margin[cal], y[cal])
+    raw_brier = np.mean((expit(margin[test]) - y[test]) ** 2)
+    cal_brier = np.mean((calibrator.predict(margin[test]) - y[test]) ** 2)
+    assert cal_brier < raw_brier - 0.005
+    assert calibrator.a_ == pytest.approx(0.4, abs=0.03) and calibrator.b_ == pytest.approx(-0.4, abs=0.1)
+    assert expected_calibration_error(y[test], calibrator.predict(margin[test])) < 0.015
+
+
+def test_calibration_lowers_brier_on_the_demo_test_slice(trained):
+    calibrated = trained.metrics["model"]
+    raw = trained.metrics["model_uncalibrated"]
+    assert calibrated["brier"] <= raw["brier"]
+    assert calibrated["log_loss"] <= raw["log_loss"]
+    assert abs(calibrated["calibration_in_the_large"]) <= abs(raw["calibration_in_the_large"]) + 0.005
+
+
+def test_probability_contributions_add_up_exactly():
+    rng = np.random.default_rng(1)
+    raw = rng.normal(0, 1, (500, 8))
+    raw[:, -1] = -1.7
+    raw[0, :-1] = 0.0  # a lead at the base: no contribution at all
+    base, contrib, p = probability_contributions(raw, a=0.8, b=-0.3)
+    np.testing.assert_allclose(base + contrib.sum(axis=1), p, atol=1e-12)
+    np.testing.assert_allclose(p, expit(0.8 * raw.sum(axis=1) - 0.3), atol=1e-12)
+    # Signs follow the logit contributions.
+    assert (np.sign(contrib[1:]) == np.sign(raw[1:, :-1])).all()
+
+
+def test_scorer_reasons_add_up_on_a_model_with_missing_values_and_categorical_splits(trained):
+    scorer = ModelScorer(trained.bundle)
+    frame = trained.test_frame
+    features = frame.features
+    assert features.isna().any().any(), "the demo data must exercise missing values"
+    assert trained.bundle.spec.categorical_columns, "the demo data must exercise categorical splits"
+    assert "categorical" in trained.bundle.booster.model_to_string() or "cat_threshold" in \
+        trained.bundle.booster.model_to_string()
+    base, contrib, p = scorer.contributions(features)
+    np.testing.assert_allclose(base + contrib.sum(axis=1).to_numpy(), p, atol=1e-6)
+    np.testing.assert_allclose(p, scorer.predict_proba_features(features), atol=1e-12)
+    scored = scorer.score_frame(frame)
+    top = scored[["reason_1_contribution", "reason_2_contribution", "reason_3_contribution"]].abs().to_numpy()
+    assert (np.diff(top, axis=1) <= 1e-15).all()  # reasons are the largest contributions, in order
+    assert scored["score"].between(0, 100).all()
+    assert set(scored["band"]) <= set(trained.bundle.bands.names)
+
+
+def test_bundle_round_trip_and_integrity(trained, tmp_path):
+    sha = trained.bundle.save(tmp_path / "bundle")
+    loaded = ModelBundle.load(tmp_path / "bundle", expected_manifest_sha256=sha)
+    features = trained.test_frame.features
+    np.testing.assert_array_equal(ModelScorer(loaded).predict_proba_features(features),
+                                  ModelScorer(trained.bundle).predict_proba_features(features))
+    with pytest.raises(BundleError, match="does not match the one recorded"):
+        ModelBundle.load(tmp_path / "bundle", expected_manifest_sha256="0" * 64)
+    model = tmp_path / "bundle" / "model.txt"
+    model.write_text(model.read_text().replace("learning_rate", "learning_rate "), encoding="utf-8")
+    with pytest.raises(BundleError, match="model.txt: sha256 does not match manifest.json"):
+        ModelBundle.load(tmp_path / "bundle")
+
+
+def test_band_cutoffs_follow_capacity_shares(trained):
+    scorer = ModelScorer(trained.bundle)
+    cal = trained.frame.subset(trained.split.calibration)
+    bands = scorer.score_frame(cal, reasons=False)["band"].value_counts(normalize=True)
+    # Default shares: top 10% sales, next 20% telemarketing (integer cut-offs make it approximate).
+    assert 0.05 <= bands.get("sales", 0) <= 0.16
+    assert 0.12 <= bands.get("telemarketing", 0) <= 0.30

@@ -1,0 +1,97 @@
+"""Integration: training logged to a real SQLite MLflow store, the registry alias, and one scoring path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.config import TrainConfig
+from models.registry import load_bundle, load_pyfunc, pyfunc_input, registered_alias, run_summary
+from serve.predictor import Predictor
+
+
+def test_run_holds_metrics_plots_spec_and_model(logged):
+    result, run, _ = logged
+    info = run_summary(run.run_id, tracking_uri=run.tracking_uri)
+    assert info["status"] == "FINISHED"
+    for name in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top_decile", "mae_vs_truth"):
+        assert info["metrics"][f"test_model_{name}"] == pytest.approx(result.metrics["model"][name])
+    assert info["metrics"]["test_baseline_roc_auc"] == pytest.approx(result.metrics["baseline"]["roc_auc"])
+    assert {"plots/reliability.png", "plots/gains_lift.png", "feature_spec.json",
+            "reports/metrics.json"} <= set(info["artifacts"])
+    assert info["params"]["config.features.label_window_days"] == "90"
+    assert info["tags"]["bundle_manifest_sha256"] == run.bundle_sha256
+
+
+def test_first_version_is_champion_and_later_ones_challenger(logged, small_world):
+    from leadscore.pipeline import train_and_log
+
+    result, run, workdir = logged
+    assert (run.version, run.alias) == ("1", "champion")
+    assert registered_alias("lead-conversion", "champion", tracking_uri=run.tracking_uri) == "1"
+    _, second = train_and_log(small_world.leads, small_world.outcomes, small_world.events,
+                              TrainConfig(seed=4, experiment="second"), workdir=workdir,
+                              tracking_uri=run.tracking_uri)
+    assert (second.version, second.alias) == ("2", "challenger")
+    assert registered_alias("lead-conversion", "champion", tracking_uri=run.tracking_uri) == "1"
+
+
+def test_pyfunc_model_and_predictor_give_identical_probabilities(logged, small_world):
+    result, run, _ = logged
+    predictor = Predictor.load("models:/lead-conversion@champion", tracking_uri=run.tracking_uri)
+    test = result.test_frame
+    leads = small_world.leads[small_world.leads["lead_id"].isin(test.ids)].copy()
+    leads["as_of"] = pd.to_datetime(leads["created_at"], utc=True) + pd.Timedelta(days=14)
+    from_raw = predictor.score(leads, small_world.events).set_index("lead_id")["probability"]
+
+    pyfunc = load_pyfunc("models:/lead-conversion@champion", tracking_uri=run.tracking_uri)
+    out = pyfunc.predict(pyfunc_input(result.bundle.spec, test.features))
+    from_pyfunc = pd.Series(out["probability"].to_numpy(), index=test.ids.to_numpy())
+
+    assert len(from_raw) == len(test) > 100
+    np.testing.assert_allclose(from_raw.loc[from_pyfunc.index].to_numpy(), from_pyfunc.to_numpy(), rtol=0,
+                               atol=1e-12)
+    # ... and what training measured is what is served.
+    measured = result.test_scores.set_index("lead_id")["probability"]
+    np.testing.assert_allclose(from_raw.loc[measured.index].to_numpy(), measured.to_numpy(), atol=1e-12)
+    assert set(out["band"]) <= set(result.bundle.bands.names)
+
+
+def test_model_loads_by_registry_run_uri_and_local_path(logged, tmp_path):
+    result, run, _ = logged
+    features = result.test_frame.features.head(50)
+    expected = Predictor(result.bundle).scorer.predict_proba_features(features)
+    for uri in ("models:/lead-conversion@champion", "models:/lead-conversion/1", run.model_uri):
+        bundle = load_bundle(uri, tracking_uri=run.tracking_uri)
+        np.testing.assert_array_equal(Predictor(bundle).scorer.predict_proba_features(features), expected)
+    result.bundle.save(tmp_path / "b")
+    np.testing.assert_array_equal(
+        Predictor.load(tmp_path / "b").scorer.predict_proba_features(features), expected)
+
+
+def test_predictor_output_columns(logged, small_world):
+    result, run, _ = logged
+    predictor = Predictor(result.bundle)
+    fresh = small_world.fresh_leads
+    scored = predictor.score(fresh, small_world.fresh_events)
+    assert scored.columns[:6].tolist() == ["lead_id", "as_of", "probability", "score", "band", "base_rate"]
+    for k in (1, 2, 3):
+        assert {f"reason_{k}_feature", f"reason_{k}_value", f"reason_{k}_contribution", f"reason_{k}"} <= \
+            set(scored.columns)
+    assert scored["lead_id"].tolist() == fresh["lead_id"].tolist()
+    # Without an as_of argument the leads' own as_of column is used, so events after it are ignored.
+    assert (scored["as_of"].to_numpy() == fresh["as_of"].to_numpy()).all()
+    truth = small_world.fresh_truth.set_index("lead_id")["true_probability"]
+    err = np.abs(scored["probability"].to_numpy() - scored["lead_id"].map(truth).to_numpy())
+    assert err.mean() < 0.08
+
+
+def test_scoring_as_of_a_later_date_sees_more_events(logged, small_world):
+    result, _, _ = logged
+    predictor = Predictor(result.bundle)
+    fresh = small_world.fresh_leads.drop(columns="as_of")
+    early = predictor.score(fresh, small_world.fresh_events, as_of="2025-08-01", reasons=False)
+    late = predictor.score(fresh, small_world.fresh_events, as_of=small_world.data_end, reasons=False)
+    assert (early["as_of"] < late["as_of"]).all()
+    assert not np.allclose(early["probability"], late["probability"])
