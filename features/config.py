@@ -83,7 +83,7 @@ class ModelConfig:
     num_leaves: int = 15
     min_child_samples: int = 40
     max_trees: int = 1500
-    early_stopping_rounds: int = 100
+    early_stopping_rounds: int = 100  # 0 turns early stopping off (exactly max_trees)
     feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
     reg_lambda: float = 1.0

@@ -36,6 +36,16 @@ def trained(small_world):
 
 
 @pytest.fixture(scope="session")
+def demo_trained():
+    """The default demo world (20k leads, seed 0) trained in memory: what `leadscore demo` measures."""
+    from training.train import train_model
+
+    world = generate_demo_world()
+    truth = world.truth.set_index("lead_id")["true_probability"]
+    return world, train_model(world.leads, world.outcomes, world.events, TrainConfig(seed=0), truth=truth)
+
+
+@pytest.fixture(scope="session")
 def logged(small_world, tmp_path_factory):
     """The small world trained and logged to a fresh SQLite MLflow store; returns (result, run, workdir)."""
     from leadscore.pipeline import train_and_log

@@ -85,7 +85,10 @@ def fit_lightgbm(frame: LeadFrame, train: np.ndarray, config: TrainConfig) -> tu
     fit_idx, valid_idx = order[:-n_valid], order[-n_valid:]
     cats = list(spec.categorical_columns)
     info: dict[str, Any] = {}
-    if np.unique(y[valid_idx]).size == 2 and np.unique(y[fit_idx]).size == 2:
+    if config.model.early_stopping_rounds == 0:  # explicitly off: exactly max_trees
+        n_trees = config.model.max_trees
+        info["early_stopping_best_iteration"] = None
+    elif np.unique(y[valid_idx]).size == 2 and np.unique(y[fit_idx]).size == 2:
         probe = make_lightgbm(config.model, config.seed)
         probe.fit(
             X.iloc[fit_idx], y[fit_idx], eval_X=(X.iloc[valid_idx],), eval_y=(y[valid_idx],),
