@@ -189,13 +189,24 @@ def type_leads(
         out[col] = np.nan if col in spec.numeric_columns else pd.Series(pd.NA, index=out.index, dtype="object")
     for col in spec.numeric_columns:
         numbers, bad = parse_numbers(out[col], source=source, column=col)
-        if bad.any() and (strict or bad.mean() > 0.5):
+        present = max(int(out[col].notna().sum()), 1)
+        # Much text where a number is expected means the wrong column or a format we cannot read: stop.
+        # (Training tolerates what column inference tolerated; scoring rejects rows unless most are bad.)
+        limit = (1 - _NUMERIC_SHARE) if strict else 0.5
+        if bad.sum() > limit * present:
             example = out.loc[bad, col].iloc[0]
             raise DataError(
                 f"{source}: column {col!r}: expected a number, found {example!r} "
                 f"({describe_rows([int(i) + 1 for i in np.flatnonzero(bad)])})"
             )
-        flag(bad, f"column {col!r}: not a number")
+        if bad.any():
+            stats[f"not_a_number:{col}"] = int(bad.sum())
+            if strict:
+                # Training keeps the lead; the odd unreadable cell becomes missing, counted in the run's stats.
+                log.warning("%s: column %r: %d value(s) are not numbers, treated as missing (%s)", source, col,
+                            int(bad.sum()), describe_rows([int(i) + 1 for i in np.flatnonzero(bad)]))
+            else:
+                flag(bad, f"column {col!r}: not a number")
         out[col] = numbers
     for col, vocab in spec.categorical_vocab.items():
         text = out[col].astype("string").str.strip()
@@ -328,7 +339,12 @@ def resolve_as_of(
 ) -> pd.Series:
     """Per-lead as_of: an explicit time for all leads, else the leads' `as_of` column, else now (UTC)."""
     if as_of is not None:
-        stamp = pd.Timestamp(as_of)
+        try:
+            stamp = pd.Timestamp(as_of)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{source}: as_of: cannot parse {as_of!r} as a date/time") from exc
+        if pd.isna(stamp):
+            raise DataError(f"{source}: as_of: cannot parse {as_of!r} as a date/time")
         stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
         return pd.Series(stamp, index=leads.index).astype("datetime64[us, UTC]")
     if AS_OF in leads.columns:

@@ -161,6 +161,7 @@ def train(
     import pandas as pd
 
     from features.config import TrainConfig, load_config
+    from features.errors import ConfigError
     from leadscore.pipeline import summary, train_from_files
 
     def body():
@@ -170,7 +171,13 @@ def train(
         if drop:
             overrides["exclude"] = tuple(cfg.data.exclude) + tuple(drop)
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **overrides))
-        end = None if data_end is None else pd.Timestamp(data_end, tz="UTC")
+        end = None
+        if data_end is not None:
+            try:
+                end = pd.Timestamp(data_end)
+            except ValueError as exc:
+                raise ConfigError(f"--data-end: cannot parse {data_end!r} as a date") from exc
+            end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
         result, logged = train_from_files(leads, outcomes, events, cfg, workdir=workdir,
                                           tracking_uri=tracking_uri, data_end=end, step=_steps(as_json))
         return summary(result, logged)

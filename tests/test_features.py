@@ -153,3 +153,25 @@ def test_spec_json_round_trip_keeps_feature_order():
     again = FeatureSpec.from_json(spec.to_json())
     assert again == spec
     assert again.feature_names == spec.feature_names
+
+
+def test_training_treats_rare_unreadable_numbers_as_missing_but_stops_on_many():
+    leads = pd.DataFrame({"lead_id": [str(i) for i in range(100)], "created_at": "2025-01-01",
+                          "employees": [str(i) for i in range(97)] + ["n/k", "50-100", "?"]})
+    spec = fit_spec(leads, None, DataConfig(), FeatureConfig())
+    assert spec.numeric_columns == ("employees",)
+    typed = type_leads(leads, spec, source="leads.csv", strict=True)
+    assert typed.stats["not_a_number:employees"] == 3
+    assert typed.leads["employees"].isna().sum() == 3 and len(typed.leads) == 100
+    worse = leads.assign(employees=[str(i) for i in range(80)] + ["lots"] * 20)
+    with pytest.raises(DataError, match=r"leads.csv: column 'employees': expected a number, found 'lots' \(rows 81"):
+        type_leads(worse, spec, source="leads.csv", strict=True)
+
+
+def test_explicit_as_of_that_is_not_a_date_is_a_one_line_error():
+    from features.build import resolve_as_of
+
+    leads, events = _leads(), _events()
+    spec = _spec(leads, events)
+    with pytest.raises(DataError, match="list.csv: as_of: cannot parse 'tomorrow-ish' as a date/time"):
+        resolve_as_of(leads, spec, "tomorrow-ish", source="list.csv")

@@ -105,3 +105,17 @@ def test_band_cutoffs_follow_capacity_shares(trained):
     # Default shares: top 10% sales, next 20% telemarketing (integer cut-offs make it approximate).
     assert 0.05 <= bands.get("sales", 0) <= 0.16
     assert 0.12 <= bands.get("telemarketing", 0) <= 0.30
+
+
+def test_margin_contributions_equal_shap_tree_explainer(trained):
+    """Our reasons use LightGBM's pred_contrib; it must agree with shap.TreeExplainer (missing + categorical)."""
+    import shap
+
+    from models.explain import margin_contributions
+
+    X = trained.test_frame.X.head(300)
+    ours = margin_contributions(trained.bundle.booster, X)
+    explainer = shap.TreeExplainer(trained.bundle.booster)
+    theirs = np.asarray(explainer.shap_values(X))
+    np.testing.assert_allclose(ours[:, :-1], theirs, atol=1e-6)
+    np.testing.assert_allclose(ours[:, -1], explainer.expected_value, atol=1e-6)

@@ -95,3 +95,11 @@ def test_scoring_as_of_a_later_date_sees_more_events(logged, small_world):
     late = predictor.score(fresh, small_world.fresh_events, as_of=small_world.data_end, reasons=False)
     assert (early["as_of"] < late["as_of"]).all()
     assert not np.allclose(early["probability"], late["probability"])
+
+
+def test_tracking_uri_defaults_to_sqlite_in_workdir_and_honours_the_environment(tmp_path, monkeypatch):
+    from models.registry import default_tracking_uri
+
+    assert default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert default_tracking_uri(tmp_path) == "http://127.0.0.1:5999"
