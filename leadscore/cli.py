@@ -98,6 +98,27 @@ def _metrics_table(summary: dict):
     return table
 
 
+def _show_training(result: dict, as_json: bool):
+    """Print a training summary (JSON, or the table and counts); returns the console for more lines."""
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+        return None
+    console = _console(stderr=False)
+    console.print(_metrics_table(result))
+    data = result["data"]
+    left_out = ""
+    if data.get("converted_before_as_of") or data.get("immature"):
+        left_out = (f" Left out: {data['converted_before_as_of']:,} converted before as_of, "
+                    f"{data['immature']:,} immature (window not closed).")
+    console.print(f"Leads: {data['leads']:,}; labelled {data['labelled']:,} ({data['positives']:,} converted)."
+                  f"{left_out} Split ({data['method']}): train {data['train_rows']:,} / calibration "
+                  f"{data['calibration_rows']:,} / test {data['test_rows']:,}.", highlight=False)
+    if result.get("dropped_columns"):
+        dropped = "; ".join(f"{k} ({v})" for k, v in result["dropped_columns"].items())
+        console.print(f"Not used as features: {dropped}", highlight=False)
+    return console
+
+
 @app.command()
 def demo(
     workdir: Annotated[Path, typer.Option(help="Folder for the demo data, MLflow store and outputs.")] = Path(
@@ -112,17 +133,9 @@ def demo(
 
     result = _run(run_demo, workdir, n_leads=n_leads, seed=seed, tracking_uri=tracking_uri,
                   step=_steps(as_json))
-    if as_json:
-        typer.echo(json.dumps(result, default=str))
+    console = _show_training(result, as_json)
+    if console is None:
         return
-    console = _console(stderr=False)
-    console.print(_metrics_table(result))
-    data = result["data"]
-    console.print(
-        f"Leads: {data['leads']:,}; labelled {data['labelled']:,} ({data['positives']:,} converted within "
-        f"the window); left out: {data['converted_before_as_of']:,} converted before as_of, "
-        f"{data['immature']:,} immature. Split: train {data['train_rows']:,} / calibration "
-        f"{data['calibration_rows']:,} / test {data['test_rows']:,}.", highlight=False)
     mlf = result["mlflow"]
     scored = result["scored"]
     console.print(f"MLflow store: {mlf['tracking_uri']}  run {mlf['run_id']}", highlight=False)
@@ -183,18 +196,9 @@ def train(
         return summary(result, logged)
 
     result = _run(body)
-    if as_json:
-        typer.echo(json.dumps(result, default=str))
+    console = _show_training(result, as_json)
+    if console is None:
         return
-    console = _console(stderr=False)
-    console.print(_metrics_table(result))
-    data = result["data"]
-    console.print(f"Labelled leads: {data['labelled']:,} ({data['positives']:,} converted). Split: "
-                  f"{data['method']} - train {data['train_rows']:,} / calibration {data['calibration_rows']:,} / "
-                  f"test {data['test_rows']:,}.", highlight=False)
-    if result.get("dropped_columns"):
-        dropped = "; ".join(f"{k} ({v})" for k, v in result["dropped_columns"].items())
-        console.print(f"Not used as features: {dropped}", highlight=False)
     mlf = result["mlflow"]
     console.print(f"Registered: {mlf['registry_uri'] or mlf['model_uri']} (version {mlf['version']}); "
                   f"run {mlf['run_id']} in {mlf['tracking_uri']}", highlight=False)
