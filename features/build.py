@@ -7,6 +7,7 @@ All functions are pure: frames in, new frames out; inputs are never mutated.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from features.config import DataConfig, FeatureConfig
 from features.errors import DataError, describe_rows
-from features.io import parse_numbers, parse_timestamps, require_columns
+from features.io import apply_na_values, looks_formatted, parse_numbers, parse_timestamps, require_columns
 from features.spec import AS_OF, FeatureSpec, LeadFrame, event_column_name
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 REJECT_REASON = "reject_reason"
 _NUMERIC_SHARE = 0.95  # a text column is numeric when this share of its non-empty cells parse as numbers
 _ID_LIKE_SHARE = 0.5  # a text column with more distinct values than this share of rows is identifier-like
+_ID_NAME = re.compile(r"(^|[^a-z])(id|ids|number|num|no|nr|key|code|uuid|guid|index)([^a-z]|$)|#|_id$|id$",
+                      re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,11 @@ def _is_datetime_text(values: pd.Series) -> bool:
 
 def infer_columns(leads: pd.DataFrame, data: DataConfig, *, source: str) -> tuple[list[str], list[str], dict[str, str]]:
     """Split lead columns into numeric and categorical features; report the columns left out and why."""
-    skip = {data.lead_id, data.created_at, data.converted_at, AS_OF, *data.exclude}
+    excluded = data.excluded
+    skip = {data.lead_id, data.created_at, data.converted_at, AS_OF, *excluded}
     if data.label:
         skip.add(data.label)
-    dropped = {c: "excluded by config" for c in data.exclude if c in leads.columns}
+    dropped = {c: reason for c, reason in excluded.items() if c in leads.columns}
     numeric: list[str] = []
     categorical: list[str] = []
     if data.numeric is not None or data.categorical is not None:
@@ -63,10 +67,23 @@ def infer_columns(leads: pd.DataFrame, data: DataConfig, *, source: str) -> tupl
         if present == 0:
             dropped[col] = "always empty"
             continue
-        numbers, bad = parse_numbers(values, source=source, column=col)
+        numbers, bad = parse_numbers(values, source=source, column=col, decimal=data.decimal)
+        if bad.sum() > (1 - _NUMERIC_SHARE) * present and data.decimal is None:
+            example = looks_formatted(values)
+            if example is not None:
+                raise DataError(
+                    f"{source}: column {col!r}: numbers are written with currency or thousands separators "
+                    f"(e.g. {example!r}); set data.decimal to ',' or '.' (--decimal) to parse them, or exclude "
+                    f"the column"
+                )
         if bad.sum() <= (1 - _NUMERIC_SHARE) * present:
-            if numbers.nunique(dropna=True) <= 1:
+            distinct = numbers.nunique(dropna=True)
+            whole = numbers.dropna()
+            if distinct <= 1:
                 dropped[col] = "constant"
+            elif (distinct == present and present >= 50 and _ID_NAME.search(str(col))
+                  and bool((whole == np.round(whole)).all())):
+                dropped[col] = f"identifier-like number (unique per row, {distinct} values)"
             else:
                 numeric.append(col)
             continue
@@ -101,6 +118,7 @@ def fit_spec(
     source: str = "leads",
 ) -> FeatureSpec:
     """Learn the feature spec (columns, vocabularies, event types) from training leads and events."""
+    leads = apply_na_values(leads, data.na_values)
     numeric, categorical, dropped = infer_columns(leads, data, source=source)
     vocab = {
         col: fit_vocabulary(leads[col], max_categories=features.max_categories, min_count=features.min_category_count)
@@ -136,6 +154,8 @@ def fit_spec(
         event_type=data.event_type,
         has_events=events is not None,
         dropped_columns=dropped,
+        na_values=tuple(data.na_values),
+        decimal=data.decimal,
     )
 
 
@@ -157,7 +177,12 @@ def type_leads(
     require_columns(leads, [spec.id_column], source=source, what="id")
     if require_created:
         require_columns(leads, [spec.created_column], source=source)
-    out = leads.copy()
+    if spec.input_columns and not any(c in leads.columns for c in spec.input_columns):
+        raise DataError(
+            f"{source}: none of the model's {len(spec.input_columns)} input columns is present "
+            f"(expected e.g. {', '.join(repr(c) for c in spec.input_columns[:4])}); is this the right file?"
+        )
+    out = apply_na_values(leads, spec.na_values)
     reasons = pd.Series(pd.NA, index=out.index, dtype="object")
     stats: dict[str, int] = {}
 
@@ -188,7 +213,7 @@ def type_leads(
         stats[f"missing_column:{col}"] = len(out)
         out[col] = np.nan if col in spec.numeric_columns else pd.Series(pd.NA, index=out.index, dtype="object")
     for col in spec.numeric_columns:
-        numbers, bad = parse_numbers(out[col], source=source, column=col)
+        numbers, bad = parse_numbers(out[col], source=source, column=col, decimal=spec.decimal)
         present = max(int(out[col].notna().sum()), 1)
         # Much text where a number is expected means the wrong column or a format we cannot read: stop.
         # (Training tolerates what column inference tolerated; scoring rejects rows unless most are bad.)

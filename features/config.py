@@ -32,7 +32,76 @@ class DataConfig:
     # Feature columns; None means "every other lead column, typed by inference".
     numeric: tuple[str, ...] | None = None
     categorical: tuple[str, ...] | None = None
-    exclude: tuple[str, ...] = ()
+    # Columns never used as features: a list, or a mapping column -> reason (the reason goes in the model card).
+    exclude: tuple[str, ...] | dict[str, str] = ()
+    # Cell values that mean "missing" in this export (e.g. an unfilled dropdown: "Select").
+    na_values: tuple[str, ...] = ()
+    # Set to "," or "." to parse formatted numbers ("$1,200.50", "1.200,50 EUR"); unset, they are an error.
+    decimal: str | None = None
+    # Leakage probes a column may pass on purpose (after you checked it is known at scoring time).
+    allow_columns: tuple[str, ...] = ()
+
+    @property
+    def excluded(self) -> dict[str, str]:
+        """Excluded columns with their reasons."""
+        if isinstance(self.exclude, dict):
+            return dict(self.exclude)
+        return {c: "excluded by config" for c in self.exclude}
+
+    def __post_init__(self) -> None:
+        if self.decimal not in (None, ",", "."):
+            raise ConfigError("data.decimal must be ',' or '.'")
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    """A lookup table joined to the leads (accounts, contacts, ...): many leads to one row."""
+
+    table: str
+    on: str
+    key: str | None = None  # the key column in the joined table, when named differently from `on`
+    columns: tuple[str, ...] | None = None
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class EventSourceConfig:
+    """A table of timestamped activity (touches, sessions, sales activities) that becomes event rows."""
+
+    table: str
+    lead_id: str = "lead_id"
+    time: str = "timestamp"
+    type: str | None = None  # column with the event type
+    type_value: str | None = None  # or one fixed type for every row
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.type is None) == (self.type_value is None):
+            raise ConfigError(f"events entry for {self.table!r}: give exactly one of 'type' or 'type_value'")
+
+
+@dataclass(frozen=True)
+class OutcomeConfig:
+    """Where conversions come from: a table (or several) keyed by lead id with a won date or a 0/1 label."""
+
+    table: str | tuple[str, ...]
+    lead_id: str = "lead_id"
+    time: str | None = None
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.time is None) == (self.label is None):
+            raise ConfigError("dataset.outcomes: give exactly one of 'time' (won date) or 'label' (0/1 column)")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """The tables of a CRM export. Paths are relative to the config file."""
+
+    leads: str | None = None
+    joins: tuple[JoinConfig, ...] = ()
+    outcomes: OutcomeConfig | None = None
+    events: tuple[EventSourceConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +191,17 @@ class BandConfig:
 
 
 @dataclass(frozen=True)
+class CheckConfig:
+    """Data checks run before training: sufficiency gate and leakage probe thresholds."""
+
+    min_positives: int = 120
+    min_negatives: int = 120
+    leak_auc: float = 0.90  # a single column ranking the label this well is almost surely a leak
+    missingness_auc: float = 0.90  # non-null-ness alone predicting the label this well: filled after the outcome
+    stop_on_leaks: bool = True
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs besides the data."""
 
@@ -130,9 +210,15 @@ class TrainConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     bands: BandConfig = field(default_factory=BandConfig)
+    dataset: DatasetConfig | None = None
+    checks: CheckConfig = field(default_factory=lambda: CheckConfig())
     seed: int = 0
     experiment: str = "lead-conversion"
     registered_model: str = "lead-conversion"
+
+
+_NESTED: dict[tuple[type, str], type] = {}
+_NESTED_LISTS: dict[tuple[type, str], type] = {}
 
 
 def _build(cls: type, values: Any, where: str) -> Any:
@@ -147,10 +233,14 @@ def _build(cls: type, values: Any, where: str) -> Any:
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         default = fields[name].default
-        sub = {"data": DataConfig, "features": FeatureConfig, "split": SplitConfig, "model": ModelConfig,
-               "bands": BandConfig}.get(name) if cls is TrainConfig else None
+        sub = _NESTED.get((cls, name))
+        item = _NESTED_LISTS.get((cls, name))
         if sub is not None:
             kwargs[name] = _build(sub, value, f"{where}.{name}")
+        elif item is not None:
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}.{name}: expected a list")
+            kwargs[name] = tuple(_build(item, v, f"{where}.{name}[{i}]") for i, v in enumerate(value))
         elif isinstance(value, list):
             kwargs[name] = tuple(value)
         elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
@@ -161,6 +251,14 @@ def _build(cls: type, values: Any, where: str) -> Any:
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+_NESTED.update({
+    (TrainConfig, "data"): DataConfig, (TrainConfig, "features"): FeatureConfig, (TrainConfig, "split"): SplitConfig,
+    (TrainConfig, "model"): ModelConfig, (TrainConfig, "bands"): BandConfig, (TrainConfig, "dataset"): DatasetConfig,
+    (TrainConfig, "checks"): CheckConfig, (DatasetConfig, "outcomes"): OutcomeConfig,
+})
+_NESTED_LISTS.update({(DatasetConfig, "joins"): JoinConfig, (DatasetConfig, "events"): EventSourceConfig})
 
 
 def config_from_dict(values: dict[str, Any] | None, where: str = "config") -> TrainConfig:
@@ -179,7 +277,31 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
         raise ConfigError(f"{path}: config file not found") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
-    return _build(TrainConfig, values or {}, str(path))
+    return resolve_paths(_build(TrainConfig, values or {}, str(path)), path.parent)
+
+
+def resolve_paths(config: TrainConfig, base: str | os.PathLike) -> TrainConfig:
+    """Make the dataset's relative table paths relative to `base` (the config file's folder)."""
+    if config.dataset is None:
+        return config
+    base = Path(base)
+
+    def fix(path: str) -> str:
+        return str(path) if Path(path).is_absolute() else str((base / path).resolve())
+
+    ds = config.dataset
+    outcomes = ds.outcomes
+    if outcomes is not None:
+        tables = outcomes.table if isinstance(outcomes.table, tuple) else (outcomes.table,)
+        outcomes = dataclasses.replace(outcomes, table=tuple(fix(t) for t in tables))
+    ds = dataclasses.replace(
+        ds,
+        leads=None if ds.leads is None else fix(ds.leads),
+        joins=tuple(dataclasses.replace(j, table=fix(j.table)) for j in ds.joins),
+        events=tuple(dataclasses.replace(e, table=fix(e.table)) for e in ds.events),
+        outcomes=outcomes,
+    )
+    return dataclasses.replace(config, dataset=ds)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

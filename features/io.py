@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -132,8 +133,41 @@ def parse_timestamps(values: pd.Series, *, source: str, column: str, allow_missi
     return parsed.astype("datetime64[us, UTC]")
 
 
-def parse_numbers(values: pd.Series, *, source: str, column: str) -> tuple[pd.Series, pd.Series]:
-    """Parse a column to float64. Returns (numbers, bad_mask): cells that are present but not numbers."""
+_FORMATTED = re.compile(
+    r"^[-+]?\s*(?:[$€£¥]|usd|eur|gbp|r\$)?\s*[-+]?\d{1,3}(?:[,.\s'’]\d{3})+(?:[.,]\d+)?\s*(?:[$€£¥%]|usd|eur|gbp)?$"
+    r"|^[-+]?\s*(?:[$€£¥]|usd|eur|gbp|r\$)\s*[-+]?\d+(?:[.,]\d+)?$|^[-+]?\d+(?:[.,]\d+)?\s*(?:[$€£¥]|usd|eur|gbp)$",
+    re.IGNORECASE,
+)
+
+
+def looks_formatted(values: pd.Series, share: float = 0.95) -> str | None:
+    """An example cell if the column holds numbers written with currency or thousands separators, else None."""
+    text = values.dropna().astype(str).str.strip()
+    text = text[text != ""]
+    if text.empty:
+        return None
+    matches = text.str.match(_FORMATTED)
+    formatted = matches & ~text.str.fullmatch(r"[-+]?\d+(?:\.\d+)?")
+    if matches.mean() >= share and formatted.any():
+        return str(text[formatted].iloc[0])
+    return None
+
+
+def _strip_format(text: pd.Series, decimal: str) -> pd.Series:
+    cleaned = text.str.replace(r"(?i)usd|eur|gbp|r\$|[$€£¥%\s'’]", "", regex=True)
+    thousands = "." if decimal == "," else ","
+    cleaned = cleaned.str.replace(thousands, "", regex=False)
+    return cleaned.str.replace(",", ".", regex=False) if decimal == "," else cleaned
+
+
+def parse_numbers(
+    values: pd.Series, *, source: str, column: str, decimal: str | None = None
+) -> tuple[pd.Series, pd.Series]:
+    """Parse a column to float64. Returns (numbers, bad_mask): cells that are present but not numbers.
+
+    With `decimal` ("," or "."), currency symbols and thousands separators are removed first
+    ("$1,200.50" or "1.200,50 EUR" -> 1200.5).
+    """
     if pd.api.types.is_bool_dtype(values.dtype):
         return values.astype("float64"), pd.Series(False, index=values.index)
     if pd.api.types.is_numeric_dtype(values.dtype):
@@ -141,7 +175,8 @@ def parse_numbers(values: pd.Series, *, source: str, column: str) -> tuple[pd.Se
     text = values.astype("string").str.strip()
     text = text.mask(text == "")
     lowered = text.str.lower()
-    numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    numeric_text = _strip_format(text, decimal) if decimal else text
+    numbers = pd.to_numeric(numeric_text, errors="coerce").astype("float64")
     # Booleans written as words are common in CRM exports.
     numbers = numbers.mask(lowered.isin(_TRUE) & numbers.isna(), 1.0)
     numbers = numbers.mask(lowered.isin(_FALSE) & numbers.isna(), 0.0)
@@ -203,3 +238,16 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def apply_na_values(frame: pd.DataFrame, na_values: Iterable[str]) -> pd.DataFrame:
+    """Treat placeholder cells ("Select", "N/A - not given") as missing in every text column."""
+    markers = [str(v) for v in na_values]
+    if not markers:
+        return frame
+    out = frame.copy()
+    for col in out.columns:
+        if pd.api.types.is_object_dtype(out[col].dtype) or pd.api.types.is_string_dtype(out[col].dtype):
+            stripped = out[col].astype("string").str.strip()
+            out[col] = out[col].mask(stripped.isin(markers))
+    return out

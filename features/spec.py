@@ -43,6 +43,8 @@ class FeatureSpec:
     event_type: str = "event_type"
     has_events: bool = True
     dropped_columns: dict[str, str] = field(default_factory=dict)
+    na_values: tuple[str, ...] = ()
+    decimal: str | None = None
     version: int = SPEC_VERSION
 
     @property
@@ -86,8 +88,8 @@ class FeatureSpec:
         values = dict(values)
         if values.get("version") != SPEC_VERSION:
             raise ValueError(f"feature spec version {values.get('version')} is not supported (need {SPEC_VERSION})")
-        for key in ("numeric_columns", "event_types", "negative_event_types", "windows"):
-            values[key] = tuple(values[key])
+        for key in ("numeric_columns", "event_types", "negative_event_types", "windows", "na_values"):
+            values[key] = tuple(values.get(key, ()))
         values["categorical_vocab"] = {k: tuple(v) for k, v in values["categorical_vocab"]}
         return cls(**values)
 

@@ -147,52 +147,92 @@ def demo(
     console.print(f"Open the UI:  mlflow ui --backend-store-uri {mlf['tracking_uri']}", highlight=False)
 
 
+LeadsOpt = Annotated[Path | None, typer.Option(help="Lead table (CSV or Parquet): id, created_at, attributes "
+                                                   "(or dataset.leads in --config).")]
+OutcomesOpt = Annotated[Path | None, typer.Option(help="Outcomes table: lead id and converted_at (empty = not "
+                                                       "converted), or a --label column.")]
+EventsOpt = Annotated[Path | None, typer.Option(help="Activity events: lead id, timestamp, event_type.")]
+LabelOpt = Annotated[str | None, typer.Option(help="A ready-made 0/1 outcome column (in the leads or outcomes "
+                                                   "table) instead of converted_at.")]
+IdOpt = Annotated[str | None, typer.Option("--id", help="Lead id column (default lead_id).")]
+DateOpt = Annotated[str | None, typer.Option("--date", help="Lead creation time column (default created_at); "
+                                                            "without one the split is random.")]
+DropOpt = Annotated[list[str] | None, typer.Option(help="Column never to use as a feature (repeatable).")]
+NaOpt = Annotated[list[str] | None, typer.Option("--na-value", help="A cell value meaning missing, e.g. "
+                                                                    "Select (repeatable).")]
+DecimalOpt = Annotated[str | None, typer.Option(help="Parse numbers written with currency/thousands separators, "
+                                                     "with this decimal mark: ',' or '.'.")]
+AllowOpt = Annotated[list[str] | None, typer.Option(help="Column the leakage probes may let through after you "
+                                                         "checked it (repeatable).")]
+ConfigOpt = Annotated[Path | None, typer.Option(help="YAML config (dataset tables, columns, windows, model, "
+                                                     "bands, checks).")]
+DataEndOpt = Annotated[str | None, typer.Option(help="Extract date of the data (default: latest timestamp seen).")]
+
+
+def _train_config(config: Path | None, *, label=None, id_col=None, date_col=None, drop=None, na_value=None,
+                  decimal=None, allow=None):
+    """The config file (or defaults) with the command-line options applied on top."""
+    import dataclasses
+
+    from features.config import TrainConfig, load_config
+
+    cfg = load_config(config) if config else TrainConfig()
+    data = cfg.data
+    overrides = {k: v for k, v in (("label", label), ("lead_id", id_col), ("created_at", date_col),
+                                   ("decimal", decimal)) if v is not None}
+    if id_col and data.event_lead_id == "lead_id" and cfg.dataset is None:
+        overrides["event_lead_id"] = id_col
+    if drop:
+        excluded = data.excluded
+        excluded.update({c: "dropped on the command line (--drop)" for c in drop})
+        overrides["exclude"] = excluded
+    if na_value:
+        overrides["na_values"] = tuple(data.na_values) + tuple(na_value)
+    if allow:
+        overrides["allow_columns"] = tuple(data.allow_columns) + tuple(allow)
+    return dataclasses.replace(cfg, data=dataclasses.replace(data, **overrides))
+
+
+def _timestamp(value: str | None, option: str):
+    import pandas as pd
+
+    from features.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: cannot parse {value!r} as a date") from exc
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 @app.command()
 def train(
-    leads: Annotated[Path, typer.Option(help="Lead table (CSV or Parquet): id, created_at, attributes.")],
-    outcomes: Annotated[Path | None, typer.Option(help="Outcomes table: lead id and converted_at (empty = not "
-                                                       "converted), or a --label column.")] = None,
-    events: Annotated[Path | None, typer.Option(help="Activity events: lead id, timestamp, event_type.")] = None,
-    label: Annotated[str | None, typer.Option(help="A ready-made 0/1 outcome column (in the leads or outcomes "
-                                                   "table) instead of converted_at.")] = None,
-    id_col: Annotated[str | None, typer.Option("--id", help="Lead id column (default lead_id).")] = None,
-    date_col: Annotated[str | None, typer.Option("--date", help="Lead creation time column (default "
-                                                                "created_at); without one the split is random.")]
-    = None,
-    drop: Annotated[list[str] | None, typer.Option(help="Column never to use as a feature (repeatable).")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML config (column names, windows, model, "
-                                                      "bands).")] = None,
+    leads: LeadsOpt = None,
+    outcomes: OutcomesOpt = None,
+    events: EventsOpt = None,
+    label: LabelOpt = None,
+    id_col: IdOpt = None,
+    date_col: DateOpt = None,
+    drop: DropOpt = None,
+    na_value: NaOpt = None,
+    decimal: DecimalOpt = None,
+    allow: AllowOpt = None,
+    config: ConfigOpt = None,
     workdir: Annotated[Path, typer.Option(help="Folder for reports and the default MLflow store.")] = Path("."),
-    data_end: Annotated[str | None, typer.Option(help="Extract date of the data (default: latest timestamp "
-                                                      "seen).")] = None,
+    data_end: DataEndOpt = None,
     tracking_uri: TrackingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train on your leads (and events, outcomes); log the run to MLflow and register the model."""
-    import dataclasses
-
-    import pandas as pd
-
-    from features.config import TrainConfig, load_config
-    from features.errors import ConfigError
+    """Check the data, train on your leads (and events, outcomes), log the run to MLflow, register the model."""
     from leadscore.pipeline import summary, train_from_files
 
     def body():
-        cfg = load_config(config) if config else TrainConfig()
-        overrides = {k: v for k, v in (("label", label), ("lead_id", id_col), ("event_lead_id", id_col),
-                                       ("created_at", date_col)) if v is not None}
-        if drop:
-            overrides["exclude"] = tuple(cfg.data.exclude) + tuple(drop)
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **overrides))
-        end = None
-        if data_end is not None:
-            try:
-                end = pd.Timestamp(data_end)
-            except ValueError as exc:
-                raise ConfigError(f"--data-end: cannot parse {data_end!r} as a date") from exc
-            end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
-        result, logged = train_from_files(leads, outcomes, events, cfg, workdir=workdir,
-                                          tracking_uri=tracking_uri, data_end=end, step=_steps(as_json))
+        cfg = _train_config(config, label=label, id_col=id_col, date_col=date_col, drop=drop, na_value=na_value,
+                            decimal=decimal, allow=allow)
+        result, logged = train_from_files(leads, outcomes, events, cfg, workdir=workdir, tracking_uri=tracking_uri,
+                                          data_end=_timestamp(data_end, "--data-end"), step=_steps(as_json))
         return summary(result, logged)
 
     result = _run(body)
@@ -202,6 +242,68 @@ def train(
     mlf = result["mlflow"]
     console.print(f"Registered: {mlf['registry_uri'] or mlf['model_uri']} (version {mlf['version']}); "
                   f"run {mlf['run_id']} in {mlf['tracking_uri']}", highlight=False)
+
+
+@app.command("check-data")
+def check_data_command(
+    leads: LeadsOpt = None,
+    outcomes: OutcomesOpt = None,
+    events: EventsOpt = None,
+    label: LabelOpt = None,
+    id_col: IdOpt = None,
+    date_col: DateOpt = None,
+    drop: DropOpt = None,
+    na_value: NaOpt = None,
+    decimal: DecimalOpt = None,
+    allow: AllowOpt = None,
+    config: ConfigOpt = None,
+    report: Annotated[Path | None, typer.Option(help="Folder for data_checks.json and data_checks.html.")] = None,
+    data_end: DataEndOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Profile the data and probe for leaks without training. Exit code 1 when training would refuse it."""
+    from leadscore.pipeline import check_data
+
+    def body():
+        cfg = _train_config(config, label=label, id_col=id_col, date_col=date_col, drop=drop, na_value=na_value,
+                            decimal=decimal, allow=allow)
+        return check_data(cfg, leads_path=leads, outcomes_path=outcomes, events_path=events, report_dir=report,
+                          data_end=_timestamp(data_end, "--data-end"))
+
+    found, files = _run(body)
+    if as_json:
+        typer.echo(json.dumps({**found.to_dict(), "files": {k: str(v) for k, v in files.items()}}, default=str))
+    else:
+        _show_checks(found, files)
+    if found.fatal:
+        raise typer.Exit(code=1)
+
+
+def _show_checks(found, files) -> None:
+    from rich.table import Table
+
+    console = _console(stderr=False)
+    cols = Table(title="Columns (highest single-column AUC first)")
+    for name in ("column", "role", "missing", "distinct", "AUC alone", "AUC filled-in"):
+        cols.add_column(name, overflow="fold")
+    for row in found.columns.to_dict(orient="records"):
+        auc = "" if row["auc_alone"] is None or row["auc_alone"] != row["auc_alone"] else f"{row['auc_alone']:.3f}"
+        nn = "" if row["auc_non_null"] is None or row["auc_non_null"] != row["auc_non_null"] \
+            else f"{row['auc_non_null']:.3f}"
+        cols.add_row(str(row["column"]), str(row["role"]), f"{row['missing_rate']:.1%}", str(row["distinct"]), auc, nn)
+    console.print(cols)
+    s = found.summary
+    console.print(f"Labelled leads: {s['labelled_leads']:,}; conversions {s['positives']:,} "
+                  f"({s['positive_rate']:.1%}).", highlight=False)
+    colour = {"fatal": "bold red", "warning": "yellow", "info": "dim"}
+    for item in found.problems:
+        where = f" [{item['column']}]" if item["column"] else ""
+        console.print(f"[{colour[item['severity']]}]{item['severity']}[/] {item['check']}{where}: "
+                      f"{item['message']}", highlight=False)
+    if not found.problems:
+        console.print("No problems found.")
+    for kind, path in files.items():
+        console.print(f"Report ({kind}): {path}", highlight=False)
 
 
 @app.command()

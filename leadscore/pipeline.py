@@ -5,6 +5,7 @@ It sits above `training` and `serve`, which never import each other.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -14,11 +15,14 @@ from typing import Any
 
 import pandas as pd
 
+from features.checks import CheckReport, sort_problems
 from features.config import TrainConfig, config_to_dict
+from features.dataset import Dataset, load_dataset
+from features.errors import ConfigError
 from features.io import read_table, write_text
 from models.registry import LoggedRun, default_tracking_uri, log_training_run, pyfunc_input, to_json
 from training.plots import gains_chart, reliability_diagram
-from training.train import TrainResult, train_model
+from training.train import DataCheckFailed, TrainResult, prepare_training_data, train_model
 
 log = logging.getLogger(__name__)
 Step = Callable[[str], None]
@@ -43,7 +47,11 @@ def write_run_artifacts(result: TrainResult, directory: str | os.PathLike) -> di
         "plots_gains": gains_chart(y, curves, directory / "gains_lift.png"),
         "report_metrics": write_text(to_json(result.metrics), directory / "metrics.json"),
         "report_counts": write_text(to_json(result.counts), directory / "data_counts.json"),
+        "report_config": write_text(to_json(config_to_dict(result.config)), directory / "train_config.json"),
     }
+    if result.checks is not None:
+        files["report_checks"] = write_text(result.checks.to_json(), directory / "data_checks.json")
+        files["report_checks_html"] = write_text(result.checks.to_html(), directory / "data_checks.html")
     return files
 
 
@@ -90,8 +98,38 @@ def train_and_log(
     return result, logged
 
 
+def load_inputs(
+    config: TrainConfig,
+    *,
+    leads_path: str | os.PathLike | None = None,
+    outcomes_path: str | os.PathLike | None = None,
+    events_path: str | os.PathLike | None = None,
+    with_outcomes: bool = True,
+) -> tuple[Dataset, TrainConfig]:
+    """Read the inputs: the tables of `config.dataset` (files given here override it), or plain files.
+
+    Returns the assembled dataset and the config with its data section naming the assembled columns.
+    """
+    if config.dataset is not None:
+        ds = config.dataset
+        if outcomes_path is not None:
+            raise ConfigError("--outcomes cannot be combined with a dataset config (set dataset.outcomes)")
+        if events_path is not None:
+            raise ConfigError("--events cannot be combined with a dataset config (set dataset.events)")
+        dataset = load_dataset(ds, config.data, leads_path=None if leads_path is None else str(leads_path),
+                               with_outcomes=with_outcomes)
+        return dataset, dataclasses.replace(config, data=dataset.data)
+    if leads_path is None:
+        raise ConfigError("no lead table: give --leads or a config with dataset.leads")
+    leads = read_table(leads_path, what="leads")
+    outcomes = read_table(outcomes_path, what="outcomes") if outcomes_path is not None and with_outcomes else None
+    events = read_table(events_path, what="events") if events_path is not None else None
+    sources = {"leads": str(leads_path), "outcomes": str(outcomes_path), "events": str(events_path)}
+    return Dataset(leads, events, outcomes, config.data, sources), config
+
+
 def train_from_files(
-    leads_path: str | os.PathLike,
+    leads_path: str | os.PathLike | None,
     outcomes_path: str | os.PathLike | None,
     events_path: str | os.PathLike | None,
     config: TrainConfig,
@@ -101,14 +139,46 @@ def train_from_files(
     data_end: pd.Timestamp | None = None,
     step: Step = _noop,
 ) -> tuple[TrainResult, LoggedRun]:
-    """Read leads/outcomes/events files and run `train_and_log`."""
+    """Read leads/outcomes/events files (or a dataset config's tables) and run `train_and_log`."""
     step("reading input files")
-    leads = read_table(leads_path, what="leads")
-    outcomes = read_table(outcomes_path, what="outcomes") if outcomes_path is not None else None
-    events = read_table(events_path, what="events") if events_path is not None else None
-    sources = {"leads": str(leads_path), "outcomes": str(outcomes_path), "events": str(events_path)}
-    return train_and_log(leads, outcomes, events, config, workdir=workdir, tracking_uri=tracking_uri,
-                         data_end=data_end, sources=sources, step=step)
+    dataset, config = load_inputs(config, leads_path=leads_path, outcomes_path=outcomes_path,
+                                  events_path=events_path)
+    return train_and_log(dataset.leads, dataset.outcomes, dataset.events, config, workdir=workdir,
+                         tracking_uri=tracking_uri, data_end=data_end, sources=dataset.sources, step=step)
+
+
+def check_data(
+    config: TrainConfig,
+    *,
+    leads_path: str | os.PathLike | None = None,
+    outcomes_path: str | os.PathLike | None = None,
+    events_path: str | os.PathLike | None = None,
+    report_dir: str | os.PathLike | None = None,
+    data_end: pd.Timestamp | None = None,
+) -> tuple[CheckReport, dict[str, Path]]:
+    """Run the data checks without training; write the JSON and HTML report when `report_dir` is given."""
+    dataset, config = load_inputs(config, leads_path=leads_path, outcomes_path=outcomes_path,
+                                  events_path=events_path)
+    checks_only = dataclasses.replace(config, checks=dataclasses.replace(config.checks, stop_on_leaks=False))
+    try:
+        prepared = prepare_training_data(dataset.leads, dataset.outcomes, dataset.events, checks_only,
+                                         data_end=data_end, sources=dataset.sources)
+        report = prepared.checks
+    except DataCheckFailed as exc:  # only the sufficiency gate is still fatal here
+        report = exc.report
+    files: dict[str, Path] = {}
+    if report_dir is not None:
+        report_dir = Path(report_dir)
+        files["json"] = write_text(report.to_json(), report_dir / "data_checks.json")
+        files["html"] = write_text(report.to_html(f"Data checks: {dataset.sources['leads']}"),
+                                   report_dir / "data_checks.html")
+    if config.checks.stop_on_leaks:
+        # Report what training would refuse, with the severity training would give it.
+        for item in report.problems:
+            if item["check"] in ("leak_auc", "leak_missingness"):
+                item["severity"] = "fatal"
+        sort_problems(report.problems)
+    return report, files
 
 
 def summary(result: TrainResult, logged: LoggedRun) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_lead_frame, fit_spec, type_events, type_leads
+from features.checks import CheckReport, run_checks
 from features.config import TrainConfig, config_to_dict
 from features.errors import DataError
 from features.io import require_columns
@@ -39,6 +40,7 @@ class TrainResult:
     test_scores: pd.DataFrame
     config: TrainConfig
     params: dict[str, Any] = field(default_factory=dict)
+    checks: CheckReport | None = None
 
     @property
     def test_frame(self) -> LeadFrame:
@@ -109,25 +111,41 @@ def fit_lightgbm(frame: LeadFrame, train: np.ndarray, config: TrainConfig) -> tu
     return model.booster_, info
 
 
-def train_model(
+@dataclass
+class Prepared:
+    """Labelled point-in-time features and their data checks, before any model is fitted."""
+
+    spec: Any
+    frame: LeadFrame
+    split: Split
+    counts: dict[str, Any]
+    checks: CheckReport
+    has_dates: bool
+    data_end: pd.Timestamp | None = None
+
+
+class DataCheckFailed(DataError):
+    """Fatal data-check findings (insufficient data, leaks); the report is attached."""
+
+    def __init__(self, message: str, report: CheckReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def prepare_training_data(
     leads: pd.DataFrame,
     outcomes: pd.DataFrame | None = None,
     events: pd.DataFrame | None = None,
     config: TrainConfig | None = None,
     *,
     data_end: pd.Timestamp | None = None,
-    truth: pd.Series | None = None,
     sources: dict[str, str] | None = None,
-) -> TrainResult:
-    """Labels, point-in-time features, time split, LightGBM + sigmoid calibration, logistic baseline, metrics.
-
-    Labels come from outcome times (converted within the window after as_of) or, with `config.data.label`,
-    from a ready-made 0/1 column. `truth` (optional, demo data) maps lead id to the true conversion
-    probability, for the error against the truth.
-    """
+) -> Prepared:
+    """Spec, typed leads, labels, point-in-time features, split and data checks (what `check-data` runs)."""
     config = config or TrainConfig()
     sources = {"leads": "leads", "events": "events", "outcomes": "outcomes", **(sources or {})}
     data = config.data
+    require_columns(leads, [data.lead_id], source=sources["leads"], what="id")
     has_dates = data.created_at in leads.columns
     if data.label is None:
         if outcomes is None:
@@ -157,11 +175,42 @@ def train_model(
         )
     frame = build_lead_frame(labelled.leads, typed_events, spec, labelled.leads[AS_OF], extra_columns=[LABEL],
                              stats=typed.stats)
+    report = run_checks(labelled.leads, spec, data, config.checks, counts=labelled.counts,
+                        events_after_as_of=frame.stats.get("events_after_as_of_ignored"),
+                        has_events=typed_events is not None)
+    if report.fatal:
+        first = report.fatal[0]["message"]
+        more = f" (and {len(report.fatal) - 1} more fatal finding(s); run check-data for the report)" \
+            if len(report.fatal) > 1 else ""
+        raise DataCheckFailed(f"{sources['leads']}: data check failed: {first}{more}", report)
     if has_dates:
         split = time_split(frame.frame, frame.as_of, config.split, source=sources["leads"])
     else:
         split = random_split(frame.y, config.split, config.seed, source=sources["leads"])
+    counts = {**labelled.counts, **split.describe(), "lead_stats": frame.stats,
+              "train_positive_rate": float(frame.y[split.train].mean())}
+    return Prepared(spec, frame, split, counts, report, has_dates, data_end)
 
+
+def train_model(
+    leads: pd.DataFrame,
+    outcomes: pd.DataFrame | None = None,
+    events: pd.DataFrame | None = None,
+    config: TrainConfig | None = None,
+    *,
+    data_end: pd.Timestamp | None = None,
+    truth: pd.Series | None = None,
+    sources: dict[str, str] | None = None,
+) -> TrainResult:
+    """Labels, point-in-time features, checks, time split, LightGBM + sigmoid calibration, baseline, metrics.
+
+    Labels come from outcome times (converted within the window after as_of) or, with `config.data.label`,
+    from a ready-made 0/1 column. `truth` (optional, demo data) maps lead id to the true conversion
+    probability, for the error against the truth.
+    """
+    config = config or TrainConfig()
+    prepared = prepare_training_data(leads, outcomes, events, config, data_end=data_end, sources=sources)
+    spec, frame, split, counts = prepared.spec, prepared.frame, prepared.split, prepared.counts
     booster, fit_info = fit_lightgbm(frame, split.train, config)
     cal_frame = frame.subset(split.calibration)
     margin_cal = booster.predict(cal_frame.X, raw_score=True)
@@ -174,17 +223,15 @@ def train_model(
     bands = Bands(tuple(config.bands.names), cutoffs)
 
     window = {"split": split.method}
-    if has_dates:
+    if prepared.has_dates:
         window.update({
             "train_as_of_min": frame.as_of[split.train].min().isoformat(),
             "train_as_of_max": frame.as_of[split.train].max().isoformat(),
             "calibration_start": split.calibration_start.isoformat(),
             "test_start": split.test_start.isoformat(),
             "test_as_of_max": frame.as_of[split.test].max().isoformat(),
-            "data_end": None if pd.isna(labelled.data_end) else pd.Timestamp(labelled.data_end).isoformat(),
+            "data_end": None if prepared.data_end is None else pd.Timestamp(prepared.data_end).isoformat(),
         })
-    counts = {**labelled.counts, **split.describe(), "lead_stats": frame.stats,
-              "train_positive_rate": float(frame.y[split.train].mean())}
     bundle = ModelBundle(
         spec=spec, booster=booster, calibrator=calibrator, bands=bands,
         meta={"calibration": calibrator.to_dict(), "training_window": window, "counts": counts,
@@ -213,7 +260,8 @@ def train_model(
     bundle.metrics = {"test": model_metrics, "test_uncalibrated": uncal_metrics, "test_baseline": baseline_metrics}
     log.info("trained: %s test AUC %.3f (baseline %.3f)", fit_info, model_metrics["roc_auc"],
              baseline_metrics["roc_auc"])
-    return TrainResult(bundle, baseline, frame, split, metrics, counts, test_scores, config, params=fit_info)
+    return TrainResult(bundle, baseline, frame, split, metrics, counts, test_scores, config, params=fit_info,
+                       checks=prepared.checks)
 
 
 def _baseline_input(frame: LeadFrame) -> pd.DataFrame:
