@@ -183,6 +183,9 @@ def run_checks(
             auc = single_column_auc(values, y, numeric=role == "numeric")
             notnull = _auc(y, values.notna().to_numpy(dtype=float))
             row["auc_alone"], row["auc_non_null"] = auc, notnull
+            if is_feature and col in allowed:
+                problem(INFO, "allowed", col, f"column {col!r} is let through the leakage probes by config "
+                                              f"(allow_columns); alone it ranks the label with AUC {auc:.3f}")
             if is_feature and col not in allowed:
                 if auc >= checks.leak_auc:
                     problem(FATAL if checks.stop_on_leaks else WARNING, "leak_auc", col,

@@ -58,8 +58,8 @@ class JoinConfig:
     """A lookup table joined to the leads (accounts, contacts, ...): many leads to one row."""
 
     table: str
-    on: str
-    key: str | None = None  # the key column in the joined table, when named differently from `on`
+    by: str  # the key column in the leads table (not "on": YAML reads a bare `on` as the boolean true)
+    key: str | None = None  # the key column in the joined table, when named differently from `by`
     columns: tuple[str, ...] | None = None
     prefix: str = ""
 
@@ -227,9 +227,13 @@ def _build(cls: type, values: Any, where: str) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    unknown = sorted((k for k in values if k not in fields), key=str)
     if unknown:
-        raise ConfigError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {unknown}; allowed: {sorted(fields)}")
+        hint = ""
+        if any(isinstance(k, bool) for k in unknown):
+            hint = " (YAML reads bare on/off/yes/no keys as booleans: quote them)"
+        raise ConfigError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {unknown}; allowed: "
+                          f"{sorted(fields)}{hint}")
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         default = fields[name].default

@@ -34,8 +34,8 @@ def join_lookups(leads: pd.DataFrame, dataset: DatasetConfig, *, source: str) ->
     out = leads
     for join in dataset.joins:
         table = read_table(join.table, what="lookup")
-        key = join.key or join.on
-        require_columns(out, [join.on], source=source, what="join key")
+        key = join.key or join.by
+        require_columns(out, [join.by], source=source, what="join key")
         require_columns(table, [key], source=join.table, what="join key")
         dupes = table[key].duplicated() & table[key].notna()
         if dupes.any():
@@ -48,7 +48,7 @@ def join_lookups(leads: pd.DataFrame, dataset: DatasetConfig, *, source: str) ->
         if clash:
             raise ConfigError(f"{join.table}: joined columns {clash} already exist in the leads; set a prefix")
         right = right.rename(columns={key: "__join_key__"})
-        out = out.merge(right, how="left", left_on=join.on, right_on="__join_key__", validate="many_to_one")
+        out = out.merge(right, how="left", left_on=join.by, right_on="__join_key__", validate="many_to_one")
         out = out.drop(columns="__join_key__")
     return out
 

@@ -309,11 +309,15 @@ def _show_checks(found, files) -> None:
 @app.command()
 def score(
     model: Annotated[str, typer.Option(help="models:/lead-conversion@champion, runs:/<id>/model or a folder.")],
-    leads: Annotated[Path, typer.Option(help="Lead list to score (CSV or Parquet).")],
     out: Annotated[Path, typer.Option(help="Output file (.csv or .parquet); rejects go beside it.")],
+    leads: Annotated[Path | None, typer.Option(help="Lead list to score (CSV or Parquet).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Dataset config: assemble the list like training did "
+                                                     "(joins, event sources); --leads overrides its lead table.")]
+    = None,
     events: Annotated[Path | None, typer.Option(help="Activity events of these leads.")] = None,
-    as_of: Annotated[str | None, typer.Option(help="Score as of this time (default: the leads' as_of column, "
-                                                   "else now).")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Score as of this time; 'created' for each lead's creation + "
+                                                   "the model's as_of days (default: the leads' as_of column, else "
+                                                   "now).")] = None,
     reasons: Annotated[bool, typer.Option(help="Add the top 3 reasons per lead.")] = True,
     keep: Annotated[list[str] | None, typer.Option(help="Input column to copy into the output "
                                                         "(repeatable).")] = None,
@@ -321,15 +325,32 @@ def score(
     as_json: JsonOpt = False,
 ) -> None:
     """Score a lead list: probability, 0-100 score, band and top reasons; every row ends in output or rejects."""
+    from features.errors import ConfigError
     from models.registry import default_tracking_uri
-    from serve.batch import score_file
+    from serve.batch import score_file, score_frames
     from serve.predictor import Predictor
 
     def body():
         uri = tracking_uri or default_tracking_uri()
         predictor = Predictor.load(model, tracking_uri=uri)
-        return score_file(predictor, leads, out, events_path=events, as_of=as_of, reasons=reasons,
-                          keep_columns=keep or ())
+        if config is None:
+            if leads is None:
+                raise ConfigError("give --leads (or --config with dataset.leads)")
+            return score_file(predictor, leads, out, events_path=events, as_of=as_of, reasons=reasons,
+                              keep_columns=keep or ())
+        # A dataset config assembles the lead list like training did: lookup joins and event sources.
+        from features.config import load_config
+        from features.dataset import load_dataset
+
+        cfg = load_config(config)
+        if cfg.dataset is None:
+            raise ConfigError(f"{config}: no dataset section; score plain files with --leads/--events")
+        if events is not None:
+            raise ConfigError("--events cannot be combined with a dataset config (set dataset.events)")
+        dataset = load_dataset(cfg.dataset, cfg.data, leads_path=None if leads is None else str(leads),
+                               with_outcomes=False)
+        return score_frames(predictor, dataset.leads, out, events=dataset.events, as_of=as_of, reasons=reasons,
+                            keep_columns=keep or (), sources=dataset.sources)
 
     result = _run(body)
     if as_json:

@@ -50,14 +50,35 @@ def score_file(
     chunk_size: int = 100_000,
     progress: Callable[[int, int], None] | None = None,
 ) -> BatchResult:
-    """Score a CSV/Parquet lead list (optionally with an event log) into a CSV/Parquet file.
-
-    Leads are scored in chunks; output and rejects are written atomically (temp file, then rename).
-    """
-    leads_path, out_path = Path(leads_path), Path(out_path)
+    """Score a CSV/Parquet lead list (optionally with an event log) into a CSV/Parquet file."""
     table_format(out_path)  # fail early on an unsupported output type, before any work
     leads = read_table(leads_path, what="leads")
     events = read_table(events_path, what="events") if events_path is not None else None
+    return score_frames(predictor, leads, out_path, events=events, as_of=as_of, reasons=reasons,
+                        keep_columns=keep_columns, chunk_size=chunk_size, progress=progress,
+                        sources={"leads": str(leads_path), "events": str(events_path)})
+
+
+def score_frames(
+    predictor: Predictor,
+    leads: pd.DataFrame,
+    out_path: str | os.PathLike,
+    *,
+    events: pd.DataFrame | None = None,
+    as_of: pd.Timestamp | str | None = None,
+    reasons: bool = True,
+    keep_columns: Sequence[str] = (),
+    chunk_size: int = 100_000,
+    progress: Callable[[int, int], None] | None = None,
+    sources: dict[str, str] | None = None,
+) -> BatchResult:
+    """Score leads (and their events) already in memory into a file; rejects go beside it.
+
+    Leads are scored in chunks; output and rejects are written atomically (temp file, then rename).
+    """
+    out_path = Path(out_path)
+    table_format(out_path)
+    sources = {"leads": "leads", "events": "events", **(sources or {})}
     if events is not None:
         events = _events_for(events, predictor, leads)
     parts, reject_parts, stats = [], [], {}
@@ -69,11 +90,9 @@ def score_file(
             ids = set(chunk[predictor.spec.id_column].astype("string").str.strip().dropna())
             chunk_events = events[events[predictor.spec.event_lead_id].isin(ids)]
         result = predictor.score_detailed(chunk, chunk_events, as_of, reasons=reasons, keep_columns=keep_columns,
-                                          source=str(leads_path), events_source=str(events_path))
-        # Row numbers in reject reasons are per chunk; record the file row too.
-        rejects = result.rejects
+                                          source=sources["leads"], events_source=sources["events"])
         parts.append(result.scores)
-        reject_parts.append(rejects)
+        reject_parts.append(result.rejects)
         for key, value in result.stats.items():
             if isinstance(value, int | float):
                 stats[key] = stats.get(key, 0) + value
