@@ -84,17 +84,21 @@ def _metrics_table(summary: dict):
 
     table = Table(title="Held-out test slice")
     table.add_column("model")
-    for col in ("ROC AUC", "PR AUC", "Brier", "ECE", "ECE noise", "lift@10%", "|p-truth|"):
+    has_truth = any(m.get("mae_vs_truth") is not None for m in summary["metrics"].values())
+    cols = ["ROC AUC", "PR AUC", "Brier", "ECE", "ECE noise", "mean-obs", "lift@10%"] + (["|p-truth|"] if has_truth
+                                                                                       else [])
+    for col in cols:
         table.add_column(col, justify="right")
     names = {"model": "LightGBM cal.", "model_uncalibrated": "LightGBM raw", "baseline": "logistic"}
     for key, label in names.items():
         m = summary["metrics"].get(key)
         if not m:
             continue
-        mae = m.get("mae_vs_truth")
-        table.add_row(label, f"{m['roc_auc']:.3f}", f"{m['pr_auc']:.3f}", f"{m['brier']:.4f}", f"{m['ece']:.4f}",
-                      f"{m['ece_noise_p95']:.4f}", f"{m['lift_top_decile']:.2f}",
-                      "-" if mae is None else f"{mae:.4f}")
+        cells = [f"{m['roc_auc']:.3f}", f"{m['pr_auc']:.3f}", f"{m['brier']:.4f}", f"{m['ece']:.4f}",
+                 f"{m['ece_noise_p95']:.4f}", f"{m['calibration_in_the_large']:+.4f}", f"{m['lift_top_decile']:.2f}"]
+        if has_truth:
+            cells.append(f"{m['mae_vs_truth']:.4f}")
+        table.add_row(label, *cells)
     return table
 
 
@@ -113,6 +117,11 @@ def _show_training(result: dict, as_json: bool):
     console.print(f"Leads: {data['leads']:,}; labelled {data['labelled']:,} ({data['positives']:,} converted)."
                   f"{left_out} Split ({data['method']}): train {data['train_rows']:,} / calibration "
                   f"{data['calibration_rows']:,} / test {data['test_rows']:,}.", highlight=False)
+    feats = result.get("features", {})
+    if feats:
+        console.print(f"Features: {len(feats['numeric'])} numeric ({', '.join(feats['numeric']) or '-'}); "
+                      f"{len(feats['categorical'])} categorical ({', '.join(feats['categorical']) or '-'}); "
+                      f"{len(feats['events'])} event types.", highlight=False)
     if result.get("dropped_columns"):
         dropped = "; ".join(f"{k} ({v})" for k, v in result["dropped_columns"].items())
         console.print(f"Not used as features: {dropped}", highlight=False)

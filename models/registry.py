@@ -286,3 +286,27 @@ def registered_alias(name: str, alias: str, *, tracking_uri: str) -> str | None:
 def to_json(value: Any) -> str:
     """JSON for run artifacts (numpy scalars and timestamps become plain values)."""
     return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def log_comparison(
+    *,
+    tracking_uri: str,
+    experiment: str,
+    files: Mapping[str, Path],
+    metrics: Mapping[str, float],
+    run_name: str | None = None,
+) -> str:
+    """Log a model-versus-rules comparison as a new run: report files under `comparison/`, headline metrics."""
+    _quiet_mlflow_logs()
+    mlflow = _mlflow(tracking_uri)
+    root = None
+    if tracking_uri.startswith("sqlite:///"):
+        root = Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+    exp_id = _experiment_id(mlflow, experiment, root)
+    with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
+        # NaN metrics (e.g. an undefined % gain) are left out: MLflow stores them but charts break on them.
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v == v})
+        mlflow.set_tags({"leadscore.kind": "comparison"})
+        for path in files.values():
+            mlflow.log_artifact(str(path), artifact_path="comparison")
+        return run.info.run_id

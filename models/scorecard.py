@@ -89,6 +89,10 @@ def _fit_bins(name: str, values: pd.Series, max_bins: int, min_count: int) -> _B
         x = x[~np.isnan(x)]
         if len(x) == 0:
             return _Bins(name, "numeric")
+        distinct = np.unique(x)
+        if len(distinct) <= max_bins:
+            # Few values (flags, small counts): one bin per value, else quantiles collapse onto the mode.
+            return _Bins(name, "numeric", edges=[float(v) for v in distinct[1:]])
         qs = np.quantile(x, np.linspace(0, 1, max_bins + 1)[1:-1])
         # An edge at or below the minimum would make an empty bottom bin (count features are mostly 0).
         edges = sorted({_nice(q) for q in qs if _nice(q) > x.min()})
