@@ -34,7 +34,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as one 
 def _console(stderr: bool = True):
     from rich.console import Console
 
-    return Console(stderr=stderr)
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console.width = 120  # piped or captured output: do not wrap tables at 80 columns
+    return console
 
 
 def _fail(message: str) -> None:
