@@ -159,11 +159,14 @@ class ModelConfig:
     # Early stopping uses this last share of the training slice (by time), then the model is refit on all of it.
     early_stopping_fraction: float = 0.15
     logistic_c: float = 1.0
-    calibration: str = "sigmoid"
+    # "auto" picks none / sigmoid / isotonic by cross-validated log loss on the calibration slice
+    # (isotonic only with at least 1,000 calibration rows).
+    calibration: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.calibration not in ("sigmoid", "none"):
-            raise ConfigError(f"model.calibration must be 'sigmoid' or 'none', not {self.calibration!r}")
+        if self.calibration not in ("auto", "sigmoid", "isotonic", "none"):
+            raise ConfigError(f"model.calibration must be 'auto', 'sigmoid', 'isotonic' or 'none', "
+                              f"not {self.calibration!r}")
 
 
 @dataclass(frozen=True)

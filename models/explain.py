@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
-from scipy.special import expit
 
 
 def probability_contributions(
-    raw_contrib: np.ndarray, a: float, b: float
+    raw_contrib: np.ndarray, calibrate: Callable[[np.ndarray], np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn margin contributions (n, k+1, last column the bias) into probability contributions.
 
-    With calibrated logit L = a * margin + b, each feature moves the logit by a * c_i. The logit path from the
-    base L0 = a * bias + b to L is mapped to probability proportionally: c_i^p = a * c_i * (p - p0) / (L - L0),
-    which keeps every sign and makes the sum exactly p - p0.
+    With p = calibrate(margin) and base p0 = calibrate(bias), the probability change p - p0 is shared among
+    features in proportion to their margin contributions: c_i^p = c_i * (p - p0) / (margin - bias). Every sign
+    is kept (the calibration map is monotone) and the sum is exactly p - p0, whatever the calibration method.
+    For sigmoid calibration this equals splitting the calibrated log-odds a * c_i along the logistic curve.
     Returns (base probability per row, contributions (n, k), probability per row).
     """
     raw_contrib = np.asarray(raw_contrib, dtype="float64")
-    logit_contrib = a * raw_contrib[:, :-1]
-    base_logit = a * raw_contrib[:, -1] + b
-    delta = logit_contrib.sum(axis=1)
-    p0 = expit(base_logit)
-    p = expit(base_logit + delta)
-    small = np.abs(delta) < 1e-12
-    slope = np.where(small, p * (1 - p), (p - p0) / np.where(small, 1.0, delta))
-    return p0, logit_contrib * slope[:, None], p
+    contrib = raw_contrib[:, :-1]
+    bias = raw_contrib[:, -1]
+    margin = bias + contrib.sum(axis=1)
+    p0 = calibrate(bias)
+    p = calibrate(margin)
+    delta = margin - bias
+    small = np.abs(delta) < 1e-9
+    # At the base itself no feature moves the score; the local slope only keeps the formula finite.
+    h = 1e-6
+    slope_local = (calibrate(margin + h) - calibrate(margin - h)) / (2 * h)
+    slope = np.where(small, slope_local, (p - p0) / np.where(small, 1.0, delta))
+    return p0, contrib * slope[:, None], p
 
 
 def margin_contributions(booster, X) -> np.ndarray:

@@ -32,7 +32,8 @@ def _nice(value: float) -> float:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:g}"
+    # Plain digits for large edges: a CRM user types "13,100,000", not "1.31e+07".
+    return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:g}"
 
 
 @dataclass

@@ -63,7 +63,7 @@ class ModelScorer:
         """(base probability, per-feature contributions in probability, probability), adding up exactly."""
         X = self.spec.encode(features)
         raw = margin_contributions(self.bundle.booster, X)
-        base, contrib, p = probability_contributions(raw, self.bundle.calibrator.a_, self.bundle.calibrator.b_)
+        base, contrib, p = probability_contributions(raw, self.bundle.calibrator.predict)
         return base, pd.DataFrame(contrib, columns=list(self.spec.feature_names), index=features.index), p
 
     def score_features(self, ids: pd.Series, features: pd.DataFrame, *, reasons: bool = True) -> pd.DataFrame:

@@ -231,7 +231,8 @@ def _band_table(who: str, bands: pd.Series, y: np.ndarray, order: Sequence[str])
 
 def _closest_cut(values: np.ndarray, desc_unique: np.ndarray, target: float) -> float:
     """The score cut-off (score >= cut) whose lead count is closest to `target` (ties: fewer leads)."""
-    counts = np.array([(values >= c).sum() for c in desc_unique])
+    ordered = np.sort(values)
+    counts = len(ordered) - np.searchsorted(ordered, desc_unique, side="left")
     best = np.lexsort((counts, np.abs(counts - target)))[0]
     return float(desc_unique[best])
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.special import expit
 
 from models.bundle import BundleError, ModelBundle
-from models.calibration import SigmoidCalibrator
+from models.calibration import IsotonicCalibrator, SigmoidCalibrator, calibrator_from_dict, select_calibration
 from models.explain import probability_contributions
 from models.metrics import expected_calibration_error
 from models.scorer import ModelScorer
@@ -36,7 +38,7 @@ def test_calibration_lowers_brier_of_an_overfit_booster_on_the_demo_test_slice(d
 
     world, _ = demo_trained
     overfit = ModelConfig(learning_rate=0.3, num_leaves=63, min_child_samples=5, max_trees=300,
-                          early_stopping_rounds=0)
+                          early_stopping_rounds=0, calibration="sigmoid")
     result = train_model(world.leads, world.outcomes, world.events,
                          dataclasses.replace(TrainConfig(seed=0), model=overfit))
     calibrated, raw = result.metrics["model"], result.metrics["model_uncalibrated"]
@@ -59,7 +61,9 @@ def test_probability_contributions_add_up_exactly():
     raw = rng.normal(0, 1, (500, 8))
     raw[:, -1] = -1.7
     raw[0, :-1] = 0.0  # a lead at the base: no contribution at all
-    base, contrib, p = probability_contributions(raw, a=0.8, b=-0.3)
+    sigmoid = SigmoidCalibrator()
+    sigmoid.a_, sigmoid.b_ = 0.8, -0.3
+    base, contrib, p = probability_contributions(raw, sigmoid.predict)
     np.testing.assert_allclose(base + contrib.sum(axis=1), p, atol=1e-12)
     np.testing.assert_allclose(p, expit(0.8 * raw.sum(axis=1) - 0.3), atol=1e-12)
     # Signs follow the logit contributions.
@@ -119,3 +123,56 @@ def test_margin_contributions_equal_shap_tree_explainer(trained):
     theirs = np.asarray(explainer.shap_values(X))
     np.testing.assert_allclose(ours[:, :-1], theirs, atol=1e-6)
     np.testing.assert_allclose(ours[:, -1], explainer.expected_value, atol=1e-6)
+
+
+def test_isotonic_contributions_add_up_and_keep_signs():
+    rng = np.random.default_rng(2)
+    margin = rng.normal(-1.5, 1.2, 5000)
+    y = (rng.random(5000) < expit(np.sign(margin) * margin ** 2 / 2 - 1)).astype(int)  # not a sigmoid shape
+    iso = IsotonicCalibrator().fit(margin, y)
+    raw = rng.normal(0, 0.6, (800, 6))
+    raw[:, -1] = -1.5
+    base, contrib, p = probability_contributions(raw, iso.predict)
+    np.testing.assert_allclose(base + contrib.sum(axis=1), p, atol=1e-12)
+    moved = np.abs(raw[:, :-1]) > 1e-12
+    assert (np.sign(contrib[moved]) * np.sign(raw[:, :-1][moved]) >= 0).all()
+    again = calibrator_from_dict(json.loads(json.dumps(iso.to_dict())))
+    np.testing.assert_array_equal(again.predict(margin), iso.predict(margin))
+
+
+def test_calibration_selection_by_cross_validated_log_loss():
+    rng = np.random.default_rng(3)
+    true_logit = rng.normal(-2, 1.5, 6000)
+    y = (rng.random(6000) < expit(true_logit)).astype(int)
+    # Already calibrated: sigmoid cannot beat "none" by more than noise.
+    method, scores = select_calibration(true_logit, y)
+    assert scores["none"] <= min(scores.values()) + 0.002
+    # Overconfident margin: a recalibration wins clearly.
+    method, scores = select_calibration(3 * true_logit + 2, y)
+    assert method in ("sigmoid", "isotonic") and scores[method] < scores["none"] - 0.05
+    # A bent (non-logistic) miscalibration: isotonic wins.
+    bent = np.where(true_logit > -1, true_logit * 4, true_logit)
+    method, scores = select_calibration(bent, y)
+    assert method == "isotonic" and scores["isotonic"] < scores["sigmoid"]
+    # Too few rows for isotonic: it is not even considered.
+    _, scores = select_calibration(bent[:800], y[:800])
+    assert "isotonic" not in scores
+
+
+def test_auto_calibration_is_recorded_and_reasons_add_up_whatever_was_chosen(demo_trained):
+    _, result = demo_trained
+    chosen = result.params["calibration"]
+    assert chosen in ("none", "sigmoid", "isotonic")
+    cv = result.params["calibration_cv_log_loss"]
+    assert chosen == min(cv, key=cv.get)
+    scorer = ModelScorer(result.bundle)
+    base, contrib, p = scorer.contributions(result.test_frame.features)
+    np.testing.assert_allclose(base + contrib.sum(axis=1).to_numpy(), p, atol=1e-6)
+    iso = ModelScorer(ModelBundle(result.bundle.spec, result.bundle.booster,
+                                  IsotonicCalibrator().fit(
+                                      result.bundle.booster.predict(result.frame.subset(result.split.calibration).X,
+                                                                    raw_score=True),
+                                      result.frame.subset(result.split.calibration).y),
+                                  result.bundle.bands))
+    base, contrib, p = iso.contributions(result.test_frame.features)
+    np.testing.assert_allclose(base + contrib.sum(axis=1).to_numpy(), p, atol=1e-6)

@@ -18,7 +18,7 @@ from features.io import require_columns
 from features.labels import infer_data_end, label_leads, labels_from_column, outcome_times
 from features.spec import AS_OF, LABEL, LeadFrame
 from models.bundle import Bands, ModelBundle
-from models.calibration import make_calibrator
+from models.calibration import make_calibrator, select_calibration
 from models.estimator import make_lightgbm, make_logistic
 from models.scorer import ModelScorer, score_from_probability
 from training.evaluate import evaluate_baseline, evaluate_scorer
@@ -202,7 +202,7 @@ def train_model(
     truth: pd.Series | None = None,
     sources: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Labels, point-in-time features, checks, time split, LightGBM + sigmoid calibration, baseline, metrics.
+    """Labels, point-in-time features, checks, time split, LightGBM + calibration, logistic baseline, metrics.
 
     Labels come from outcome times (converted within the window after as_of) or, with `config.data.label`,
     from a ready-made 0/1 column. `truth` (optional, demo data) maps lead id to the true conversion
@@ -214,7 +214,13 @@ def train_model(
     booster, fit_info = fit_lightgbm(frame, split.train, config)
     cal_frame = frame.subset(split.calibration)
     margin_cal = booster.predict(cal_frame.X, raw_score=True)
-    calibrator = make_calibrator(config.model.calibration).fit(margin_cal, cal_frame.y)
+    method = config.model.calibration
+    calibration_cv: dict[str, float] = {}
+    if method == "auto":
+        method, calibration_cv = select_calibration(margin_cal, cal_frame.y, seed=config.seed)
+    calibrator = make_calibrator(method).fit(margin_cal, cal_frame.y)
+    fit_info["calibration"] = method
+    fit_info["calibration_cv_log_loss"] = calibration_cv
     p_cal = calibrator.predict(margin_cal)
     if config.bands.cutoffs is not None:
         cutoffs = tuple(int(round(c)) for c in config.bands.cutoffs)
@@ -234,8 +240,8 @@ def train_model(
         })
     bundle = ModelBundle(
         spec=spec, booster=booster, calibrator=calibrator, bands=bands,
-        meta={"calibration": calibrator.to_dict(), "training_window": window, "counts": counts,
-              "versions": library_versions(), "config": config_to_dict(config), "fit": fit_info},
+        meta={"calibration": {"method": method, "cv_log_loss": calibration_cv}, "training_window": window,
+              "counts": counts, "versions": library_versions(), "config": config_to_dict(config), "fit": fit_info},
     )
 
     test_frame = frame.subset(split.test)
