@@ -376,6 +376,64 @@ def score(
                       highlight=False)
 
 
+@app.command()
+def compare(
+    model: Annotated[str, typer.Option(help="models:/lead-conversion@champion, runs:/<id>/model or a folder.")],
+    rules: Annotated[Path | None, typer.Option(help="Rule file (YAML) marketing scores leads with.")] = None,
+    rule_score_col: Annotated[str | None, typer.Option(help="Or: an existing rule-score column of the leads "
+                                                            "export.")] = None,
+    leads: LeadsOpt = None,
+    outcomes: OutcomesOpt = None,
+    events: EventsOpt = None,
+    label: LabelOpt = None,
+    config: ConfigOpt = None,
+    window: Annotated[str, typer.Option(help="'test': the model's held-out test window; 'all': every labelled "
+                                             "lead.")] = "test",
+    capacity: Annotated[int | None, typer.Option("--capacity-per-week", help="Leads sales can work per week "
+                                                                             "(default: 10% of the volume).")]
+    = None,
+    report: Annotated[Path, typer.Option(help="Folder for report.html and the CSV tables.")] = Path("comparison"),
+    log: Annotated[bool, typer.Option(help="Log the report to MLflow as a run.")] = True,
+    tracking_uri: TrackingOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Learned score vs your manual rules on the same held-out leads: AUC, capacity curve, bands, scorecard."""
+    from leadscore.pipeline import compare_with_rules
+
+    def body():
+        cfg = _train_config(config, label=label)
+        return compare_with_rules(model, cfg, rules_path=rules, rule_score_column=rule_score_col, leads_path=leads,
+                                  outcomes_path=outcomes, events_path=events, window=window,
+                                  capacity_per_week=capacity, report_dir=report, tracking_uri=tracking_uri,
+                                  log=log, step=_steps(as_json))
+
+    result = _run(body)
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+        return
+    from rich.table import Table
+
+    console = _console(stderr=False)
+    m = result["metrics"]
+    table = Table(title=f"Model vs rules on {result['n_leads']:,} leads ({result['n_conversions']:,} conversions)")
+    for col in ("", "ROC AUC [95% CI]", "PR AUC [95% CI]"):
+        table.add_column(col)
+
+    def ci(values: dict, key: str) -> str:
+        low, high = values[f"{key}_ci"]
+        return f"{values[key]:.3f} [{low:.3f}, {high:.3f}]"
+
+    table.add_row("model", ci(m["model"], "roc_auc"), ci(m["model"], "pr_auc"))
+    table.add_row("rules", ci(m["rules"], "roc_auc"), ci(m["rules"], "pr_auc"))
+    if result.get("scorecard"):
+        sc = result["scorecard"]
+        table.add_row("learned scorecard", f"{sc['roc_auc']:.3f} [{sc['roc_auc_ci'][0]:.3f}, "
+                                           f"{sc['roc_auc_ci'][1]:.3f}]", "")
+    console.print(table)
+    console.print(f"[bold]{result['headline_text']}[/]", highlight=False)
+    console.print(f"Report: {result['files']['html']}", highlight=False)
+
+
 def main() -> None:
     """Console entry point."""
     app()

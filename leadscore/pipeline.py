@@ -248,3 +248,54 @@ def _demo_train(paths: dict[str, Path], truth: pd.Series, seed: int, workdir: Pa
     sources = {"leads": str(paths["leads"]), "outcomes": str(paths["outcomes"]), "events": str(paths["events"])}
     return train_and_log(leads, outcomes, events, TrainConfig(seed=seed), workdir=workdir,
                          tracking_uri=tracking_uri, truth=truth, sources=sources, step=step)
+
+
+def compare_with_rules(
+    model_uri: str,
+    config: TrainConfig,
+    *,
+    rules_path: str | os.PathLike | None = None,
+    rule_score_column: str | None = None,
+    leads_path: str | os.PathLike | None = None,
+    outcomes_path: str | os.PathLike | None = None,
+    events_path: str | os.PathLike | None = None,
+    window: str = "test",
+    capacity_per_week: int | None = None,
+    report_dir: str | os.PathLike = "comparison",
+    tracking_uri: str | None = None,
+    log: bool = True,
+    step: Step = _noop,
+) -> dict[str, Any]:
+    """Learned score vs manual rules on the same held-out leads: report files, MLflow run, headline numbers."""
+    from models.registry import log_comparison
+    from models.rules import ColumnRuleScorer, RuleScorer, load_rules
+    from serve.compare import compare_model_and_rules, write_comparison_report
+    from serve.predictor import Predictor
+
+    if (rules_path is None) == (rule_score_column is None):
+        raise ConfigError("give exactly one of --rules FILE or --rule-score-col COLUMN")
+    tracking_uri = tracking_uri or default_tracking_uri()
+    step(f"loading {model_uri}")
+    predictor = Predictor.load(model_uri, tracking_uri=tracking_uri)
+    spec = predictor.spec
+    step("reading leads, outcomes and events")
+    dataset, config = load_inputs(config, leads_path=leads_path, outcomes_path=outcomes_path,
+                                  events_path=events_path)
+    if rules_path is not None:
+        rules = RuleScorer(load_rules(rules_path), id_column=spec.id_column, event_lead_id=spec.event_lead_id,
+                           event_time=spec.event_time, event_type=spec.event_type,
+                           source=dataset.sources["leads"], events_source=dataset.sources["events"])
+    else:
+        rules = ColumnRuleScorer(rule_score_column, id_column=spec.id_column, source=dataset.sources["leads"])
+    step("scoring the same leads with the model and the rules")
+    comparison = compare_model_and_rules(predictor, rules, dataset.leads, dataset.outcomes, dataset.events,
+                                         labels_from=config.data.label, window=window,
+                                         capacity_per_week=capacity_per_week)
+    files = write_comparison_report(comparison, report_dir)
+    run_id = None
+    if log:
+        step(f"logging the comparison to MLflow ({tracking_uri})")
+        run_id = log_comparison(tracking_uri=tracking_uri, experiment=config.experiment, files=files,
+                                metrics=comparison.flat_metrics(), run_name="compare-rules")
+    return {**comparison.summary(), "files": {k: str(v) for k, v in files.items()}, "mlflow_run_id": run_id,
+            "headline_text": comparison.headline_text}

@@ -56,6 +56,9 @@ class Comparison:
     notes: tuple[str, ...] = ()
     seed: int = 0
     n_boot: int = 0
+    # The learned points scorecard on the same leads: AUC with CI, how it was fitted, and its points table.
+    scorecard: dict[str, Any] | None = None
+    scorecard_table: pd.DataFrame | None = None
 
     @property
     def headline_text(self) -> str:
@@ -69,6 +72,7 @@ class Comparison:
             "window": self.window, "metrics": self.metrics, "headline": self.headline,
             "bands": self.bands.to_dict(orient="records"), "cutoffs": self.cutoffs.to_dict(orient="records"),
             "notes": list(self.notes), "bootstrap": {"n_boot": self.n_boot, "seed": self.seed},
+            "scorecard": self.scorecard,
         })
 
     def flat_metrics(self) -> dict[str, float]:
@@ -80,6 +84,8 @@ class Comparison:
                     out[f"{who}_{key}_low"], out[f"{who}_{key}_high"] = float(value[0]), float(value[1])
                 elif isinstance(value, int | float):
                     out[f"{who}_{key}"] = float(value)
+        if self.scorecard:
+            out["scorecard_roc_auc"] = float(self.scorecard["roc_auc"])
         for key in ("capacity_leads", "model_conversions", "rules_conversions", "random_conversions",
                     "extra_conversions", "extra_percent"):
             value = self.headline.get(key)
@@ -467,6 +473,7 @@ def compare_model_and_rules(
     capacity_per_week: int | None = None,
     seed: int = 0,
     n_boot: int = 500,
+    scorecard: bool = True,
 ) -> Comparison:
     """Label leads the model's way, keep its test window, score the same leads with both scorers, compare.
 
@@ -514,6 +521,7 @@ def compare_model_and_rules(
                f"(column {conv_col!r}); {labelled.counts['converted_before_as_of']:,} already converted and "
                f"{labelled.counts['immature']:,} immature leads left out")
     rows = labelled.leads
+    all_rows = rows
     notes = [f"Labels: {how}."]
     test_start = (bundle.meta.get("training_window") or {}).get("test_start")
     window_info: dict[str, Any] = {"requested": window, "labels": how, "label_counts": dict(labelled.counts)}
@@ -549,7 +557,50 @@ def compare_model_and_rules(
     result = compare_scores(model_scores, rule_scores, rows[[id_col, LABEL]], id_column=id_col,
                             capacity_per_week=capacity_per_week, weeks=weeks, seed=seed, n_boot=n_boot)
     window_info["weeks"] = weeks
-    return replace(result, window=window_info, notes=tuple(notes) + result.notes)
+    extra: dict[str, Any] = {}
+    if scorecard:
+        start = pd.Timestamp(test_start) if (window == "test" and test_start and dated) else None
+        extra = _scorecard(predictor, all_rows, rows, events, start, seed=seed, n_boot=n_boot)
+    return replace(result, window=window_info, notes=tuple(notes) + result.notes, **extra)
+
+
+def _scorecard(predictor: Any, all_rows: pd.DataFrame, rows: pd.DataFrame, events: pd.DataFrame | None,
+               test_start: pd.Timestamp | None, *, seed: int, n_boot: int) -> dict[str, Any]:
+    """Fit the points scorecard on leads before the window (or cross-fit without one) and score the window."""
+    from sklearn.metrics import roc_auc_score
+
+    from models.scorecard import fit_scorecard
+
+    id_col = predictor.spec.id_column
+    drop = [LABEL] if AS_OF in rows.columns and rows[AS_OF].notna().all() else [LABEL, AS_OF]
+    window = predictor.features(rows.drop(columns=drop), events)
+    y_window = rows.set_index(id_col).loc[window.ids.to_numpy(), LABEL].to_numpy(dtype=int)
+    if test_start is not None:
+        train_rows = all_rows.loc[(all_rows[AS_OF] < test_start).to_numpy()]
+        train = predictor.features(train_rows.drop(columns=[LABEL]), events)
+        y_train = train_rows.set_index(id_col).loc[train.ids.to_numpy(), LABEL].to_numpy(dtype=int)
+        card = fit_scorecard(train.features, y_train)
+        points = card.score(window.features)
+        fitted_on = f"{len(y_train):,} labelled leads before the window"
+    else:
+        # No held-out window: every lead is scored by a scorecard fitted on the other folds.
+        fold = np.random.default_rng(seed).permutation(len(y_window)) % 5
+        points = np.zeros(len(y_window))
+        for k in range(5):
+            part = fit_scorecard(window.features.loc[fold != k], y_window[fold != k])
+            points[fold == k] = part.score(window.features.loc[fold == k])
+        card = fit_scorecard(window.features, y_window)
+        fitted_on = "5-fold cross-fitting on the compared leads"
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(max(n_boot, 50)):
+        idx = rng.integers(0, len(y_window), len(y_window))
+        if np.unique(y_window[idx]).size == 2:
+            boots.append(roc_auc_score(y_window[idx], points[idx]))
+    auc = float(roc_auc_score(y_window, points))
+    return {"scorecard": {"roc_auc": auc, "roc_auc_ci": _ci(np.asarray(boots)), "fitted_on": fitted_on,
+                          "n_rows": int(len(card.table()))},
+            "scorecard_table": card.table()}
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -664,12 +715,27 @@ def _html(c: Comparison) -> str:
         "<h2>Conversion by band</h2>", f"<img alt='conversion by band' src='data:image/png;base64,{_bands_png(c)}'>",
         _table_html(c.bands),
         "<h2>Agreement (rows: rule band, columns: model band; lead counts)</h2>", _table_html(c.agreement, index=True),
+        *_scorecard_html(c),
         "<h2>Recommended model cut-offs from capacity</h2>", _table_html(c.cutoffs),
         f"<h2>Largest disagreements (top {len(c.disagreements)} by percentile gap)</h2>",
         _table_html(c.disagreements),
         "<h2>Notes</h2><ul>", *[f"<li class='note'>{escape(n)}</li>" for n in c.notes], "</ul></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _scorecard_html(c: Comparison) -> list[str]:
+    from html import escape
+
+    if not c.scorecard:
+        return []
+    sc = c.scorecard
+    low, high = sc["roc_auc_ci"]
+    text = (f"A points table learned from the data ({escape(sc['fitted_on'])}) ranks these leads with ROC AUC "
+            f"{sc['roc_auc']:.3f} [{low:.3f}, {high:.3f}], against {c.metrics['rules']['roc_auc']:.3f} for the "
+            f"rules and {c.metrics['model']['roc_auc']:.3f} for the model. Teams that must keep points can paste it "
+            f"into their CRM (scorecard.csv).")
+    return ["<h2>Learned points scorecard</h2>", f"<p>{text}</p>", _table_html(c.scorecard_table)]
 
 
 def write_comparison_report(comparison: Comparison, directory: str | os.PathLike) -> dict[str, Path]:
@@ -686,4 +752,6 @@ def write_comparison_report(comparison: Comparison, directory: str | os.PathLike
         "agreement": write_table(c.agreement.reset_index(), directory / "agreement.csv"),
         "disagreements": write_table(c.disagreements, directory / "disagreements.csv"),
         "cutoffs": write_table(c.cutoffs, directory / "cutoffs.csv"),
+        **({"scorecard": write_table(c.scorecard_table, directory / "scorecard.csv")}
+           if c.scorecard_table is not None else {}),
     }

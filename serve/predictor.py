@@ -10,7 +10,7 @@ import pandas as pd
 
 from features.build import REJECT_REASON, build_lead_frame, resolve_as_of, type_events, type_leads
 from features.config import BandConfig
-from features.spec import AS_OF
+from features.spec import AS_OF, LeadFrame
 from models.bundle import Bands, ModelBundle
 from models.registry import load_bundle
 from models.scorer import ModelScorer
@@ -45,6 +45,29 @@ class Predictor:
     def spec(self):
         return self.bundle.spec
 
+    def _frame(self, leads: pd.DataFrame, events: pd.DataFrame | None, as_of, *, source: str, events_source: str
+               ) -> tuple[LeadFrame, pd.DataFrame, pd.DataFrame]:
+        typed = type_leads(leads, self.spec, source=source, strict=False,
+                           as_of_column=AS_OF if as_of is None and AS_OF in leads.columns else None)
+        ok = typed.leads
+        stamps = resolve_as_of(ok, self.spec, as_of, source=source)
+        missing_as_of = stamps.isna()
+        rejects = typed.rejects
+        if missing_as_of.any():
+            bad = ok.loc[missing_as_of].copy()
+            bad[REJECT_REASON] = f"column {AS_OF!r}: missing date/time"
+            rejects = pd.concat([rejects, bad], ignore_index=True)
+            ok, stamps = ok.loc[~missing_as_of].reset_index(drop=True), stamps[~missing_as_of].reset_index(drop=True)
+        typed_events = None
+        if self.spec.has_events and events is not None:
+            typed_events = type_events(events, self.spec, source=events_source)
+        return build_lead_frame(ok, typed_events, self.spec, stamps, stats=typed.stats), ok, rejects
+
+    def features(self, leads: pd.DataFrame, events: pd.DataFrame | None = None,
+                 as_of: pd.Timestamp | str | None = None, *, source: str = "leads") -> LeadFrame:
+        """The model's point-in-time features for valid leads (what it scores), e.g. to fit a scorecard."""
+        return self._frame(leads, events, as_of, source=source, events_source="events")[0]
+
     def score_detailed(
         self,
         leads: pd.DataFrame,
@@ -60,21 +83,7 @@ class Predictor:
 
         `as_of`: one time for every lead; without it, the leads' `as_of` column, else now (UTC).
         """
-        typed = type_leads(leads, self.spec, source=source, strict=False,
-                           as_of_column=AS_OF if as_of is None and AS_OF in leads.columns else None)
-        ok = typed.leads
-        stamps = resolve_as_of(ok, self.spec, as_of, source=source)
-        missing_as_of = stamps.isna()
-        rejects = typed.rejects
-        if missing_as_of.any():
-            bad = ok.loc[missing_as_of].copy()
-            bad[REJECT_REASON] = f"column {AS_OF!r}: missing date/time"
-            rejects = pd.concat([rejects, bad], ignore_index=True)
-            ok, stamps = ok.loc[~missing_as_of].reset_index(drop=True), stamps[~missing_as_of].reset_index(drop=True)
-        typed_events = None
-        if self.spec.has_events and events is not None:
-            typed_events = type_events(events, self.spec, source=events_source)
-        frame = build_lead_frame(ok, typed_events, self.spec, stamps, stats=typed.stats)
+        frame, ok, rejects = self._frame(leads, events, as_of, source=source, events_source=events_source)
         scores = self.scorer.score_frame(frame, reasons=reasons)
         scores.insert(1, AS_OF, frame.as_of.to_numpy())
         for col in keep_columns:

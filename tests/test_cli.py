@@ -153,3 +153,28 @@ def test_score_with_unsupported_output_type_writes_nothing(demo_run, tmp_path):
     assert proc.returncode == 2
     assert "unsupported file type '.xlsx'" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_command_beats_the_example_rules_on_the_demo(demo_run, tmp_path):
+    from models.registry import run_summary
+
+    summary, workdir = demo_run
+    data = workdir / "data"
+    repo = Path(__file__).resolve().parents[1]
+    proc = leadscore("compare", "--model", "models:/lead-conversion@champion", "--rules", repo / "rules" / "example.yaml",
+                     "--leads", data / "leads.csv", "--outcomes", data / "outcomes.csv", "--events", data / "events.csv",
+                     "--report", tmp_path / "cmp", "--tracking-uri", summary["mlflow"]["tracking_uri"], "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    m = result["metrics"]
+    assert m["model"]["roc_auc"] > m["rules"]["roc_auc"]
+    assert m["difference"]["roc_auc_ci"][0] > 0  # not just noise
+    head = result["headline"]
+    assert head["model_conversions"] > head["rules_conversions"]
+    assert result["n_leads"] == summary["data"]["test_rows"]  # the model's held-out test window
+    html = (tmp_path / "cmp" / "report.html").read_text(encoding="utf-8")
+    assert result["headline_text"] in html.replace("&#x27;", "'")
+    assert result["scorecard"]["roc_auc"] >= m["rules"]["roc_auc"]
+    assert (tmp_path / "cmp" / "scorecard.csv").exists()
+    run = run_summary(result["mlflow_run_id"], tracking_uri=summary["mlflow"]["tracking_uri"])
+    assert "comparison/report.html" in run["artifacts"]
