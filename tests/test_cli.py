@@ -161,8 +161,9 @@ def test_compare_command_beats_the_example_rules_on_the_demo(demo_run, tmp_path)
     summary, workdir = demo_run
     data = workdir / "data"
     repo = Path(__file__).resolve().parents[1]
-    proc = leadscore("compare", "--model", "models:/lead-conversion@champion", "--rules", repo / "rules" / "example.yaml",
-                     "--leads", data / "leads.csv", "--outcomes", data / "outcomes.csv", "--events", data / "events.csv",
+    proc = leadscore("compare", "--model", "models:/lead-conversion@champion",
+                     "--rules", repo / "rules" / "example.yaml", "--leads", data / "leads.csv",
+                     "--outcomes", data / "outcomes.csv", "--events", data / "events.csv",
                      "--report", tmp_path / "cmp", "--tracking-uri", summary["mlflow"]["tracking_uri"], "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
