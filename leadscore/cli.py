@@ -434,6 +434,56 @@ def compare(
     console.print(f"Report: {result['files']['html']}", highlight=False)
 
 
+@app.command()
+def promote(
+    leads: LeadsOpt = None,
+    outcomes: OutcomesOpt = None,
+    events: EventsOpt = None,
+    label: LabelOpt = None,
+    config: ConfigOpt = None,
+    auc_tolerance: Annotated[float, typer.Option(help="ROC AUC the challenger may lose against the champion.")]
+    = 0.01,
+    max_ece: Annotated[float, typer.Option(help="Highest calibration error (ECE) allowed for the challenger.")]
+    = 0.05,
+    dry_run: Annotated[bool, typer.Option(help="Decide and explain, but move no alias.")] = False,
+    rollback_: Annotated[bool, typer.Option("--rollback", help="Move champion back to the previous champion.")]
+    = False,
+    tracking_uri: TrackingOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Promote the challenger to champion only if it is not worse on the same most-recent leads; says why."""
+    from leadscore.pipeline import promote as promote_fn
+    from leadscore.pipeline import rollback
+    from training.promotion import PromotionPolicy
+
+    def body():
+        cfg = _train_config(config, label=label)
+        if rollback_:
+            return rollback(cfg, tracking_uri=tracking_uri)
+        return promote_fn(cfg, leads_path=leads, outcomes_path=outcomes, events_path=events,
+                          policy=PromotionPolicy(auc_tolerance=auc_tolerance, max_ece=max_ece),
+                          tracking_uri=tracking_uri, dry_run=dry_run, step=_steps(as_json))
+
+    result = _run(body)
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+        return
+    console = _console(stderr=False)
+    if rollback_:
+        console.print(f"champion -> version {result['champion']} (previous champion: {result['previous_champion']})",
+                      highlight=False)
+        return
+    verdict = "[bold green]promoted[/]" if result["promote"] else "[bold red]not promoted[/]"
+    if result.get("dry_run"):
+        verdict += " (dry run: no alias moved)"
+    console.print(f"Challenger v{result['challenger']['version']}: {verdict}", highlight=False)
+    for reason in result["reasons"]:
+        console.print(f"  - {reason}", highlight=False)
+    if result.get("window", {}).get("n_leads"):
+        console.print(f"  evaluated on {result['window']['n_leads']:,} leads: {result['window']['kind']}",
+                      highlight=False)
+
+
 def main() -> None:
     """Console entry point."""
     app()

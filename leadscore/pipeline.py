@@ -22,6 +22,7 @@ from features.errors import ConfigError
 from features.io import read_table, write_text
 from models.registry import LoggedRun, default_tracking_uri, log_training_run, pyfunc_input, to_json
 from training.plots import gains_chart, reliability_diagram
+from training.promotion import PromotionPolicy
 from training.train import DataCheckFailed, TrainResult, prepare_training_data, train_model
 
 log = logging.getLogger(__name__)
@@ -299,3 +300,104 @@ def compare_with_rules(
                                 metrics=comparison.flat_metrics(), run_name="compare-rules")
     return {**comparison.summary(), "files": {k: str(v) for k, v in files.items()}, "mlflow_run_id": run_id,
             "headline_text": comparison.headline_text}
+
+
+def promote(
+    config: TrainConfig,
+    *,
+    leads_path: str | os.PathLike | None = None,
+    outcomes_path: str | os.PathLike | None = None,
+    events_path: str | os.PathLike | None = None,
+    policy: PromotionPolicy | None = None,
+    tracking_uri: str | None = None,
+    dry_run: bool = False,
+    step: Step = _noop,
+) -> dict[str, Any]:
+    """Compare challenger and champion on the same most-recent test window; move `champion` only if allowed.
+
+    The window is the challenger's held-out test window (leads with as_of >= its test start), labelled the
+    challenger's way; both models score exactly those leads as of the same times.
+    """
+    from features.spec import AS_OF, LABEL
+    from models.metrics import classification_metrics
+    from models.registry import (
+        CHALLENGER,
+        CHAMPION,
+        PREVIOUS_CHAMPION,
+        delete_alias,
+        registered_alias,
+        set_alias,
+        tag_version,
+    )
+    from serve.compare import label_like_model
+    from serve.predictor import Predictor
+    from training.promotion import PromotionDecision, decide
+
+    policy = policy or PromotionPolicy()
+    tracking_uri = tracking_uri or default_tracking_uri()
+    name = config.registered_model
+    champion_v = registered_alias(name, CHAMPION, tracking_uri=tracking_uri)
+    challenger_v = registered_alias(name, CHALLENGER, tracking_uri=tracking_uri)
+    if challenger_v is None:
+        raise ConfigError(f"model {name!r} has no '{CHALLENGER}' version to promote (in {tracking_uri})")
+    challenger = Predictor.load(f"models:/{name}/{challenger_v}", tracking_uri=tracking_uri)
+    if champion_v is None:
+        if not dry_run:
+            set_alias(name, CHAMPION, challenger_v, tracking_uri=tracking_uri)
+            delete_alias(name, CHALLENGER, tracking_uri=tracking_uri)
+        return PromotionDecision(True, ["there was no champion"], {}, {"version": challenger_v}).to_dict()
+    champion = Predictor.load(f"models:/{name}/{champion_v}", tracking_uri=tracking_uri)
+    step(f"champion v{champion_v} vs challenger v{challenger_v}: reading the evaluation data")
+    dataset, config = load_inputs(config, leads_path=leads_path, outcomes_path=outcomes_path,
+                                  events_path=events_path)
+    labelled, how = label_like_model(challenger, dataset.leads, dataset.outcomes, dataset.events,
+                                     labels_from=config.data.label)
+    rows = labelled.leads
+    window: dict[str, Any] = {"labels": how}
+    test_start = (challenger.bundle.meta.get("training_window") or {}).get("test_start")
+    dated = rows[AS_OF].notna().all()
+    if test_start and dated:
+        rows = rows.loc[(rows[AS_OF] >= pd.Timestamp(test_start)).to_numpy()].reset_index(drop=True)
+        window.update(kind="challenger's test window", test_start=test_start)
+    else:
+        window.update(kind="all given leads (no time-split test window): pass leads neither model trained on")
+    if len(rows) == 0 or rows[LABEL].nunique() < 2:
+        raise ConfigError("promote: the evaluation window needs labelled leads of both classes")
+    inputs = rows.drop(columns=[LABEL] if dated else [LABEL, AS_OF])
+    step(f"scoring {len(rows):,} leads with both models")
+    y = rows.set_index(challenger.spec.id_column)[LABEL]
+    metrics = {}
+    for who, predictor in (("champion", champion), ("challenger", challenger)):
+        scored = predictor.score(inputs, dataset.events, reasons=False)
+        metrics[who] = classification_metrics(y.loc[scored[predictor.spec.id_column]].to_numpy(),
+                                              scored["probability"].to_numpy())
+    ok, reasons = decide(metrics["champion"], metrics["challenger"], policy)
+    window["n_leads"] = len(rows)
+    decision = PromotionDecision(ok, reasons, {"version": champion_v, **metrics["champion"]},
+                                 {"version": challenger_v, **metrics["challenger"]}, window,
+                                 {"auc_tolerance": policy.auc_tolerance, "max_ece": policy.max_ece})
+    if not dry_run:
+        verdict = "promoted" if ok else "refused"
+        tag_version(name, challenger_v, {"promotion": verdict, "promotion_reasons": "; ".join(reasons)},
+                    tracking_uri=tracking_uri)
+        if ok:
+            set_alias(name, PREVIOUS_CHAMPION, champion_v, tracking_uri=tracking_uri)
+            set_alias(name, CHAMPION, challenger_v, tracking_uri=tracking_uri)
+            delete_alias(name, CHALLENGER, tracking_uri=tracking_uri)
+    return {**decision.to_dict(), "dry_run": dry_run}
+
+
+def rollback(config: TrainConfig, *, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Move `champion` back to the version it replaced (the `previous-champion` alias); swap the two."""
+    from models.registry import CHAMPION, PREVIOUS_CHAMPION, registered_alias, set_alias
+
+    tracking_uri = tracking_uri or default_tracking_uri()
+    name = config.registered_model
+    previous = registered_alias(name, PREVIOUS_CHAMPION, tracking_uri=tracking_uri)
+    current = registered_alias(name, CHAMPION, tracking_uri=tracking_uri)
+    if previous is None:
+        raise ConfigError(f"model {name!r} has no '{PREVIOUS_CHAMPION}' version to roll back to")
+    set_alias(name, CHAMPION, previous, tracking_uri=tracking_uri)
+    if current is not None:
+        set_alias(name, PREVIOUS_CHAMPION, current, tracking_uri=tracking_uri)
+    return {"champion": previous, "previous_champion": current}

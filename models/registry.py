@@ -5,9 +5,11 @@ Nothing here touches MLflow at import time; every function takes the tracking UR
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +37,37 @@ def default_tracking_uri(workdir: str | os.PathLike = ".") -> str:
     if env:
         return env
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
+
+
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def _scoped_tracking(func):
+    """Undo MLflow's process-wide tracking URI after the call.
+
+    MLflow's fluent API needs a global tracking URI, and `mlflow.set_tracking_uri` also writes it into
+    `os.environ`; without this, one call would silently redirect every later call in the same process
+    (a notebook, a test session) to the last store used.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        saved = {name: os.environ.get(name) for name in _URI_VARIABLES}
+        try:
+            return func(*args, **kwargs)
+        finally:
+            if "mlflow" in sys.modules:
+                import mlflow
+
+                mlflow.set_tracking_uri(None)
+                mlflow.set_registry_uri(None)
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    return wrapper
 
 
 def _mlflow(tracking_uri: str):
@@ -121,6 +154,7 @@ def _experiment_id(mlflow, name: str, artifact_root: Path | None) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
+@_scoped_tracking
 def log_training_run(
     *,
     tracking_uri: str,
@@ -227,6 +261,7 @@ def _recorded_sha(uri: str, tracking_uri: str) -> str | None:
     return None
 
 
+@_scoped_tracking
 def load_bundle(uri: str | os.PathLike, *, tracking_uri: str | None = None) -> ModelBundle:
     """Load a bundle from `models:/name@alias`, `models:/name/version`, `runs:/id/model`, or a local path.
 
@@ -253,6 +288,7 @@ def load_bundle(uri: str | os.PathLike, *, tracking_uri: str | None = None) -> M
         return ModelBundle.load(_find_bundle(path), expected_manifest_sha256=expected)
 
 
+@_scoped_tracking
 def load_pyfunc(uri: str, *, tracking_uri: str | None = None):
     """The MLflow pyfunc model at a URI (for Spark UDFs, MLflow serving and equivalence tests)."""
     mlflow = _mlflow(tracking_uri or default_tracking_uri())
@@ -288,6 +324,7 @@ def to_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
+@_scoped_tracking
 def log_comparison(
     *,
     tracking_uri: str,
@@ -310,3 +347,42 @@ def log_comparison(
         for path in files.values():
             mlflow.log_artifact(str(path), artifact_path="comparison")
         return run.info.run_id
+
+
+PREVIOUS_CHAMPION = "previous-champion"
+
+
+def set_alias(name: str, alias: str, version: str, *, tracking_uri: str) -> None:
+    """Point an alias of a registered model at a version."""
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).set_registered_model_alias(name, alias, version)
+
+
+def delete_alias(name: str, alias: str, *, tracking_uri: str) -> None:
+    """Remove an alias (no error if it does not exist)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        client.delete_registered_model_alias(name, alias)
+    except Exception:  # already absent
+        log.debug("alias %s@%s absent", name, alias)
+
+
+def tag_version(name: str, version: str, tags: Mapping[str, str], *, tracking_uri: str) -> None:
+    """Attach tags (e.g. the promotion decision) to a registered model version."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value)[:5000])
+
+
+def log_version_artifact(name: str, version: str, text: str, artifact_file: str, *, tracking_uri: str) -> None:
+    """Log a text file (e.g. the model card) into the run that produced a registered version."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    run_id = client.get_model_version(name, version).run_id
+    client.log_text(run_id, text, artifact_file)

@@ -459,6 +459,55 @@ def _model_label_settings(bundle: Any) -> tuple[str | None, str]:
     return data.get("label"), data.get("converted_at") or "converted_at"
 
 
+def label_like_model(
+    predictor: Any,
+    leads: pd.DataFrame,
+    outcomes: pd.DataFrame | None = None,
+    events: pd.DataFrame | None = None,
+    *,
+    labels_from: str | None = None,
+    converted_at: str | None = None,
+    data_end: pd.Timestamp | str | None = None,
+) -> tuple[Any, str]:
+    """Label leads the way the model was trained (its as_of rule and label window, or its label column).
+
+    Returns the `features.labels.Labelled` result (leads with as_of and label, counts) and a sentence saying how.
+    """
+    from features.labels import infer_data_end, label_leads, labels_from_column, outcome_times
+
+    bundle = predictor.bundle
+    spec = bundle.spec
+    id_col, created = spec.id_column, spec.created_column
+    require_columns(leads, [id_col], source="leads", what="id")
+    work = leads.copy()
+    work[id_col] = _ids(work[id_col])
+    has_dates = created in work.columns
+    if has_dates:
+        work[created] = parse_timestamps(work[created], source="leads", column=created, allow_missing=False)
+    model_label, model_converted_at = _model_label_settings(bundle)
+    label_name = labels_from if labels_from is not None else (model_label if converted_at is None else None)
+    if label_name is not None:
+        labelled = labels_from_column(work, outcomes, label=label_name, id_column=id_col, created_column=created,
+                                      as_of_days=spec.as_of_days)
+        return labelled, f"0/1 column {label_name!r}"
+    if outcomes is None:
+        raise DataError("compare: no outcomes table and no label column; give one of them")
+    conv_col = converted_at or model_converted_at
+    converted = outcome_times(outcomes, id_column=id_col, converted_at=conv_col, source="outcomes")
+    if data_end is None:
+        ev_times = None
+        if events is not None and spec.event_time in events.columns:
+            ev_times = parse_timestamps(events[spec.event_time], source="events", column=spec.event_time)
+        data_end = infer_data_end(work[created], converted, ev_times)
+    labelled = label_leads(work, converted, id_column=id_col, created_column=created,
+                           as_of_days=spec.as_of_days, window_days=spec.label_window_days,
+                           data_end=pd.Timestamp(data_end), source="leads")
+    how = (f"converted within {spec.label_window_days} days after as_of = created + {spec.as_of_days} days "
+           f"(column {conv_col!r}); {labelled.counts['converted_before_as_of']:,} already converted and "
+           f"{labelled.counts['immature']:,} immature leads left out")
+    return labelled, how
+
+
 def compare_model_and_rules(
     predictor: Any,
     rule_scorer: Any,
@@ -485,41 +534,13 @@ def compare_model_and_rules(
     compared and the result says so); `"all"` keeps every labelled lead. Both scorers read each lead's
     `as_of` column, so events after it count for neither.
     """
-    from features.labels import infer_data_end, label_leads, labels_from_column, outcome_times
-
     if window not in ("test", "all"):
         raise DataError(f"compare: window must be 'test' or 'all', not {window!r}")
     bundle = predictor.bundle
     spec = bundle.spec
-    id_col, created = spec.id_column, spec.created_column
-    require_columns(leads, [id_col], source="leads", what="id")
-    work = leads.copy()
-    work[id_col] = _ids(work[id_col])
-    has_dates = created in work.columns
-    if has_dates:
-        work[created] = parse_timestamps(work[created], source="leads", column=created, allow_missing=False)
-    model_label, model_converted_at = _model_label_settings(bundle)
-    label_name = labels_from if labels_from is not None else (model_label if converted_at is None else None)
-    if label_name is not None:
-        labelled = labels_from_column(work, outcomes, label=label_name, id_column=id_col, created_column=created,
-                                      as_of_days=spec.as_of_days)
-        how = f"0/1 column {label_name!r}"
-    else:
-        if outcomes is None:
-            raise DataError("compare: no outcomes table and no label column; give one of them")
-        conv_col = converted_at or model_converted_at
-        converted = outcome_times(outcomes, id_column=id_col, converted_at=conv_col, source="outcomes")
-        if data_end is None:
-            ev_times = None
-            if events is not None and spec.event_time in events.columns:
-                ev_times = parse_timestamps(events[spec.event_time], source="events", column=spec.event_time)
-            data_end = infer_data_end(work[created], converted, ev_times)
-        labelled = label_leads(work, converted, id_column=id_col, created_column=created,
-                               as_of_days=spec.as_of_days, window_days=spec.label_window_days,
-                               data_end=pd.Timestamp(data_end), source="leads")
-        how = (f"converted within {spec.label_window_days} days after as_of = created + {spec.as_of_days} days "
-               f"(column {conv_col!r}); {labelled.counts['converted_before_as_of']:,} already converted and "
-               f"{labelled.counts['immature']:,} immature leads left out")
+    id_col = spec.id_column
+    labelled, how = label_like_model(predictor, leads, outcomes, events, labels_from=labels_from,
+                                     converted_at=converted_at, data_end=data_end)
     rows = labelled.leads
     all_rows = rows
     notes = [f"Labels: {how}."]

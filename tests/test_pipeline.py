@@ -103,3 +103,15 @@ def test_tracking_uri_defaults_to_sqlite_in_workdir_and_honours_the_environment(
     assert default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     assert default_tracking_uri(tmp_path) == "http://127.0.0.1:5999"
+
+
+def test_registry_calls_leave_no_tracking_uri_behind(logged, tmp_path):
+    import os
+
+    from models.registry import default_tracking_uri
+
+    _, run, _ = logged
+    load_bundle("models:/lead-conversion@champion", tracking_uri=run.tracking_uri)
+    load_pyfunc("models:/lead-conversion@champion", tracking_uri=run.tracking_uri)
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+    assert default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
