@@ -214,6 +214,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     bands: BandConfig = field(default_factory=BandConfig)
     dataset: DatasetConfig | None = None
+    # Trials of the hyperparameter search (0 = sensible defaults with early stopping, no search).
+    tune_trials: int = 0
     checks: CheckConfig = field(default_factory=lambda: CheckConfig())
     seed: int = 0
     experiment: str = "lead-conversion"

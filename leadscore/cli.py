@@ -234,6 +234,8 @@ def train(
     config: ConfigOpt = None,
     workdir: Annotated[Path, typer.Option(help="Folder for reports and the default MLflow store.")] = Path("."),
     data_end: DataEndOpt = None,
+    tune: Annotated[int, typer.Option(help="Trials of a hyperparameter search (Optuna, time-series CV); 0 = "
+                                           "defaults with early stopping.")] = 0,
     tracking_uri: TrackingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -243,6 +245,10 @@ def train(
     def body():
         cfg = _train_config(config, label=label, id_col=id_col, date_col=date_col, drop=drop, na_value=na_value,
                             decimal=decimal, allow=allow)
+        if tune:
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, tune_trials=tune)
         result, logged = train_from_files(leads, outcomes, events, cfg, workdir=workdir, tracking_uri=tracking_uri,
                                           data_end=_timestamp(data_end, "--data-end"), step=_steps(as_json))
         return summary(result, logged)

@@ -19,7 +19,7 @@ from features.checks import CheckReport, sort_problems
 from features.config import TrainConfig, config_to_dict
 from features.dataset import Dataset, load_dataset
 from features.errors import ConfigError
-from features.io import read_table, write_text
+from features.io import read_table, write_table, write_text
 from models.registry import LoggedRun, default_tracking_uri, log_training_run, pyfunc_input, to_json
 from training.plots import gains_chart, reliability_diagram
 from training.promotion import PromotionPolicy
@@ -50,6 +50,8 @@ def write_run_artifacts(result: TrainResult, directory: str | os.PathLike) -> di
         "report_counts": write_text(to_json(result.counts), directory / "data_counts.json"),
         "report_config": write_text(to_json(config_to_dict(result.config)), directory / "train_config.json"),
     }
+    if result.tuning is not None:
+        files["report_tuning"] = write_table(result.tuning, directory / "tuning_trials.csv")
     if result.checks is not None:
         files["report_checks"] = write_text(result.checks.to_json(), directory / "data_checks.json")
         files["report_checks_html"] = write_text(result.checks.to_html(), directory / "data_checks.html")

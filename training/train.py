@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class TrainResult:
     config: TrainConfig
     params: dict[str, Any] = field(default_factory=dict)
     checks: CheckReport | None = None
+    tuning: pd.DataFrame | None = None
 
     @property
     def test_frame(self) -> LeadFrame:
@@ -211,7 +213,18 @@ def train_model(
     config = config or TrainConfig()
     prepared = prepare_training_data(leads, outcomes, events, config, data_end=data_end, sources=sources)
     spec, frame, split, counts = prepared.spec, prepared.frame, prepared.split, prepared.counts
+    tuning = None
+    if config.tune_trials > 0:
+        from training.tune import tune_model_config
+
+        tuned_model, tuning = tune_model_config(frame, split.train, config, config.tune_trials)
+        config = dataclasses.replace(config, model=tuned_model)
     booster, fit_info = fit_lightgbm(frame, split.train, config)
+    if tuning is not None:
+        fit_info["tuning_trials"] = len(tuning)
+        fit_info["tuned"] = {k: getattr(config.model, k) for k in ("learning_rate", "num_leaves",
+                                                                   "min_child_samples", "feature_fraction",
+                                                                   "bagging_fraction", "reg_lambda")}
     cal_frame = frame.subset(split.calibration)
     margin_cal = booster.predict(cal_frame.X, raw_score=True)
     method = config.model.calibration
@@ -267,7 +280,7 @@ def train_model(
     log.info("trained: %s test AUC %.3f (baseline %.3f)", fit_info, model_metrics["roc_auc"],
              baseline_metrics["roc_auc"])
     return TrainResult(bundle, baseline, frame, split, metrics, counts, test_scores, config, params=fit_info,
-                       checks=prepared.checks)
+                       checks=prepared.checks, tuning=tuning)
 
 
 def _baseline_input(frame: LeadFrame) -> pd.DataFrame:
