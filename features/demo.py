@@ -143,6 +143,8 @@ class DemoWorld:
     data_end: pd.Timestamp
     as_of_days: int
     label_window_days: int
+    stages: pd.DataFrame | None = None
+    pipeline: pd.DataFrame | None = None
 
 
 @dataclass
@@ -428,6 +430,155 @@ def _truth_frame(sim: _Sim, rows: np.ndarray) -> pd.DataFrame:
     )
 
 
+# ----------------------------------------------------------------------------------------------- pipeline
+# The sales pipeline after conversion is drawn from a child generator AFTER everything above, so leads,
+# events, outcomes and truth are unchanged for a seed. A lead that converts in `outcomes` becomes an
+# opportunity at its converted_at: "lead -> opportunity" is exactly the existing conversion.
+
+STAGES: tuple[str, ...] = ("MQL", "SRL", "SQL", "opportunity", "won", "lost")
+TEAMS: tuple[str, ...] = ("team_a", "team_b", "team_c")
+_TEAM_SHARES = np.array([0.40, 0.35, 0.25])
+# Median hours from hand-over (SRL) to the first sales touch: team_c often breaches a 24 h SLA.
+_TEAM_TOUCH_MEDIAN_HOURS = np.array([5.0, 12.0, 30.0])
+_NEVER_TOUCHED = 0.04
+# Relative odds of an opportunity closing won, by lead source (order of _SOURCES): webinars make opportunities
+# that rarely close; referrals and the website close best; bought lists, trade shows and e-mail worst.
+_WIN_WEIGHT = np.array([2.0, 1.7, 1.1, 1.0, 0.3, 0.45, 0.9, 0.6, 0.5])
+OPPORTUNITY_WIN_RATE = 0.06
+QUALIFIED_SHARE = 0.15
+QUALIFIED_WIN_RATE = 0.30
+WON_MEDIAN_DAYS = 18.0
+_LOST_MEDIAN_DAYS = 30.0
+_GAMMA2_MEDIAN = 1.678347  # median of a gamma(shape 2, scale 1)
+# Leads that never convert: some are still handed over to sales (SRL) and most of those get accepted (SQL),
+# tuned so that about 85% of all SRLs become SQLs (every converter passes SRL and SQL).
+_OPEN_SRL_RATE = 0.25
+_OPEN_SQL_RATE = 0.76
+_CAMPAIGNS = ("2024_q3", "2024_q4", "2025_q1", "2025_q2", "spring%20launch", "brand+awareness", "retarget")
+# (lead source code, landing URL; URLs ending in "=" get a campaign appended).
+_LANDING = (
+    (0, "https://example.com/?utm_source=partner_portal&utm_medium=referral&utm_campaign="),
+    (0, "https://example.com/partners?utm_source=customer&utm_medium=referral"),
+    (1, "https://example.com/pricing"),
+    (1, "https://example.com/contact-sales"),
+    (1, "https://www.example.com/"),
+    (2, "https://example.com/blog/lead-scoring?utm_source=google&utm_medium=organic"),
+    (2, "https://example.com/guides/crm?utm_source=bing&utm_medium=organic"),
+    (3, "https://example.com/pricing?utm_source=google&utm_medium=cpc&utm_campaign="),
+    (3, "https://example.com/demo?utm_source=bing&utm_medium=cpc&utm_campaign="),
+    (4, "https://example.com/webinars/pipeline-101?utm_source=on24&utm_medium=webinar&utm_campaign="),
+    (4, "https://example.com/webinars/ai-scoring?utm_source=zoom&utm_medium=webinar"),
+    (5, "https://example.com/events?x_field_1=tbbanner"),
+    (5, "https://example.com/events/booth?x_field_1=booth&utm_campaign="),
+    (6, "https://example.com/?utm_source=linkedin&utm_medium=paid_social&utm_campaign="),
+    (6, "https://example.com/blog?utm_source=facebook&utm_medium=social"),
+    (6, "https://example.com/?utm_source=twitter&utm_medium=social"),
+    (7, "https://example.com/newsletter?utm_source=newsletter&utm_medium=email&utm_campaign="),
+    (7, "https://example.com/offer?utm_source=hubspot&utm_medium=email&utm_campaign="),
+    (8, "https://example.com/offer?utm_source=list_vendor&utm_medium=email&utm_campaign="),
+    (8, "https://example.com/trial?utm_source=datalist&utm_medium=cold_email"),
+)
+
+
+def _stage_rows(ids: pa.Array, stage: str, rows: np.ndarray, when: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({
+        "lead_id": pd.array(ids.take(pa.array(rows)), dtype=_STR),
+        "stage": pd.Series(pd.array([stage] * len(rows), dtype=_STR)),
+        "entered_at": _times(when),
+    })
+
+
+def _landing_urls(rng: np.random.Generator, source: np.ndarray) -> pd.Series:
+    """A landing URL per lead consistent with its source, with the mess real exports have."""
+    n = len(source)
+    template_source = np.array([row[0] for row in _LANDING])
+    pick = np.empty(n, dtype=np.int64)
+    u = rng.random(n)
+    for code in range(len(_SOURCES)):
+        options = np.flatnonzero(template_source == code)
+        rows = source == code
+        pick[rows] = options[np.minimum((u[rows] * len(options)).astype(np.int64), len(options) - 1)]
+    base = _text(pick, [row[1] for row in _LANDING])
+    campaign = _text(rng.integers(0, len(_CAMPAIGNS), n), list(_CAMPAIGNS))
+    url = base.where(~base.str.endswith("="), base + campaign)
+    mess = rng.random(n)
+    # ~3% without scheme, ~3% upper-case keys, ~3% missing: parsers must cope.
+    url = url.where(~(mess < 0.03), url.str.replace("https://", "", regex=False))
+    url = url.where(~((mess >= 0.03) & (mess < 0.06)), url.str.replace("utm_", "UTM_", regex=False))
+    return url.mask((mess >= 0.06) & (mess < 0.09))
+
+
+def _pipeline(rng: np.random.Generator, sim: _Sim, created: np.ndarray, data_end: int) -> dict[str, pd.DataFrame]:
+    """Stage history (MQL -> SRL -> SQL -> opportunity -> won/lost) and per-lead pipeline facts.
+
+    Win rates: OPPORTUNITY_WIN_RATE (6%) of all opportunities close won: the primary figure. The published
+    ~30% win rate for new customers holds for *qualified* pipeline, so QUALIFIED_SHARE (15%) of opportunities
+    are flagged `qualified` and they hold three quarters of the wins: their win rate is QUALIFIED_WIN_RATE
+    (30%), the other 85% win about 1.8%. Both hold in expectation: 0.15 * 0.30 + 0.85 * 0.0176 = 0.06.
+    Win odds differ by source (_WIN_WEIGHT); opportunities whose close falls after data_end stay open.
+    """
+    leads = sim.leads
+    n = len(leads)
+    ids = pa.array(leads["lead_id"].to_numpy(dtype=object), type=pa.string())
+    source = pd.Categorical(leads["lead_source"], categories=[r[0] for r in _SOURCES]).codes.astype(np.int64)
+    conv = sim.converted_at
+    is_opp = conv >= 0
+    span = np.maximum(conv - created, 1)
+
+    # Hand-over and acceptance: converters pass both before their conversion; others only sometimes.
+    srl = np.where(is_opp, created + np.floor(span * rng.uniform(0.15, 0.45, n)).astype(np.int64), -1)
+    sql = np.where(is_opp, srl + np.floor((conv - srl) * rng.uniform(0.3, 0.8, n)).astype(np.int64), -1)
+    open_srl = ~is_opp & (rng.random(n) < _OPEN_SRL_RATE)
+    open_srl_at = created + np.rint(rng.gamma(2.0, 6.0, n) * _DAY).astype(np.int64) + 1
+    srl = np.where(open_srl, open_srl_at, srl)
+    open_sql = open_srl & (rng.random(n) < _OPEN_SQL_RATE)
+    sql = np.where(open_sql, srl + np.rint(rng.gamma(2.0, 5.0, n) * _DAY).astype(np.int64) + 1, sql)
+    srl = np.where(srl > data_end, -1, srl)
+    sql = np.where((sql > data_end) | (srl < 0), -1, sql)
+
+    # Close: win odds by source, scaled so that exactly OPPORTUNITY_WIN_RATE is expected over the opportunities.
+    weight = _WIN_WEIGHT[source]
+    scale = OPPORTUNITY_WIN_RATE * max(int(is_opp.sum()), 1) / max(float(weight[is_opp].sum()), 1e-9)
+    won = is_opp & (rng.random(n) < np.clip(weight * scale, 0.0, 0.95))
+    won_days = rng.gamma(2.0, WON_MEDIAN_DAYS / _GAMMA2_MEDIAN, n)
+    lost_days = rng.gamma(2.0, _LOST_MEDIAN_DAYS / _GAMMA2_MEDIAN, n)
+    closed_at = conv + np.rint(np.where(won, won_days, lost_days) * _DAY).astype(np.int64) + 1
+    closed = is_opp & (closed_at <= data_end)
+    q_won = QUALIFIED_SHARE * QUALIFIED_WIN_RATE / OPPORTUNITY_WIN_RATE
+    q_lost = QUALIFIED_SHARE * (1 - QUALIFIED_WIN_RATE) / (1 - OPPORTUNITY_WIN_RATE)
+    qualified = is_opp & (rng.random(n) < np.where(won, q_won, q_lost))
+
+    stages = pd.concat([
+        _stage_rows(ids, "MQL", np.arange(n), created),
+        _stage_rows(ids, "SRL", np.flatnonzero(srl >= 0), srl[srl >= 0]),
+        _stage_rows(ids, "SQL", np.flatnonzero(sql >= 0), sql[sql >= 0]),
+        _stage_rows(ids, "opportunity", np.flatnonzero(is_opp), conv[is_opp]),
+        _stage_rows(ids, "won", np.flatnonzero(closed & won), closed_at[closed & won]),
+        _stage_rows(ids, "lost", np.flatnonzero(closed & ~won), closed_at[closed & ~won]),
+    ], ignore_index=True)
+    order = pd.Categorical(stages["stage"], categories=list(STAGES)).codes
+    stages = stages.iloc[np.lexsort((order, stages["lead_id"].to_numpy(dtype=object)))].reset_index(drop=True)
+
+    team = rng.choice(len(TEAMS), size=n, p=_TEAM_SHARES)
+    touch_hours = rng.lognormal(np.log(_TEAM_TOUCH_MEDIAN_HOURS[team]), 1.0)
+    touch = srl + np.rint(touch_hours * 3600).astype(np.int64)
+    touch = np.where((srl < 0) | (touch > data_end) | (rng.random(n) < _NEVER_TOUCHED), -1, touch)
+    # Deal value grows with company size (about +30% per doubling of employees), lognormal around it.
+    employees = leads["employees"].to_numpy(dtype=np.float64)
+    value = np.round(rng.lognormal(np.log(6_000.0) + 0.4 * np.log(employees / 50.0), 0.7), -2)
+    pipeline = pd.DataFrame({
+        "lead_id": leads["lead_id"],
+        "team": _text(team, list(TEAMS)),
+        "landing_url": _landing_urls(rng, source),
+        "handed_over_at": _times(srl),
+        "first_touch_at": _times(touch),
+        "deal_value": np.where(is_opp, np.maximum(value, 500.0), np.nan),
+        "qualified": pd.array(np.where(is_opp, qualified, False), dtype="boolean"),
+    })
+    pipeline["qualified"] = pipeline["qualified"].mask(~is_opp)
+    return {"stages": stages, "pipeline": pipeline}
+
+
 def generate_demo_world(
     n_leads: int = 20_000,
     seed: int = 0,
@@ -477,11 +628,13 @@ def generate_demo_world(
         data_end=end,
         as_of_days=as_of_days,
         label_window_days=label_window_days,
+        # Drawn last from its own child generator so every frame above stays identical for a seed.
+        **_pipeline(np.random.default_rng([seed, 7]), sim, created, t1),
     )
 
 
 def write_demo_world(world: DemoWorld, directory: Path, fmt: str = "csv") -> dict[str, Path]:
-    """Write leads/events/outcomes/fresh_leads/fresh_events as files ('csv' or 'parquet').
+    """Write leads/events/outcomes/fresh_leads/fresh_events (and stages/pipeline) as files ('csv' or 'parquet').
 
     The truth goes to a separate `truth/` subfolder (truth.csv, fresh_truth.csv) so it is clearly kept
     aside. Returns name->path.
@@ -496,6 +649,10 @@ def write_demo_world(world: DemoWorld, directory: Path, fmt: str = "csv") -> dic
         "fresh_leads": world.fresh_leads,
         "fresh_events": world.fresh_events,
     }
+    if world.stages is not None:
+        tables["stages"] = world.stages
+    if world.pipeline is not None:
+        tables["pipeline"] = world.pipeline
     written = {name: write_table(frame, directory / f"{name}.{fmt}") for name, frame in tables.items()}
     written["truth"] = write_table(world.truth, directory / "truth" / "truth.csv")
     written["fresh_truth"] = write_table(world.fresh_truth, directory / "truth" / "fresh_truth.csv")

@@ -490,6 +490,89 @@ def promote(
                       highlight=False)
 
 
+@app.command()
+def funnel(
+    leads: Annotated[Path, typer.Option(help="Lead table: id, created_at, lead_source.")],
+    out_dir: Annotated[Path, typer.Option(help="Folder for report.html, the CSV tables and PNGs.")] = Path("funnel"),
+    outcomes: OutcomesOpt = None,
+    stages: Annotated[Path | None, typer.Option(help="Stage history: lead id, stage (MQL, SRL, SQL, opportunity, "
+                                                     "won, lost), entered_at.")] = None,
+    events: EventsOpt = None,
+    pipeline: Annotated[Path | None, typer.Option(help="Per-lead team, landing_url, handed_over_at, first_touch_at, "
+                                                       "deal_value.")] = None,
+    scored: Annotated[Path | None, typer.Option(help="A scored lead list with band and label, for the reverse "
+                                                     "funnel of the model's bands.")] = None,
+    revenue_target: Annotated[float | None, typer.Option(help="Revenue to reach, for the reverse funnel.")] = None,
+    deal_value: Annotated[float | None, typer.Option(help="Average deal value (default: measured).")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Date the funnel is seen at (default: end of the data).")] = None,
+    window_days: Annotated[float | None, typer.Option(help="Count conversions within this many days of "
+                                                           "creation.")] = None,
+    sla_hours: Annotated[float, typer.Option(help="Agreed time from hand-over to first sales touch.")] = 24.0,
+    id_col: IdOpt = None,
+    date_col: DateOpt = None,
+    channel: Annotated[str, typer.Option(help="Channel / lead source column.")] = "lead_source",
+    as_json: JsonOpt = False,
+) -> None:
+    """Funnel analytics: conversion and time to convert by channel, 4V pipeline, reverse funnel, stalled, SLA."""
+    from analytics.report import run_funnel
+
+    result = _run(run_funnel, leads, outcomes, stages, events, out_dir=out_dir, pipeline_path=pipeline,
+                  scored_path=scored, revenue_target=revenue_target, average_deal_value=deal_value, as_of=as_of,
+                  window_days=window_days, sla_hours=sla_hours, id_column=id_col or "lead_id",
+                  created_column=date_col or "created_at", channel_column=channel)
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+        return
+    console = _console(stderr=False)
+    for name, path in result["files"].items():
+        if name in ("html", "report", "summary"):
+            console.print(f"{name}: {path}", highlight=False)
+    console.print(f"Report folder: {out_dir}", highlight=False)
+
+
+@app.command("rules")
+def rules_command(
+    rules: Annotated[Path, typer.Option(help="Rule file (YAML).")],
+    leads: Annotated[Path, typer.Option(help="Leads to score.")],
+    out: Annotated[Path, typer.Option(help="Output file (.csv or .parquet).")],
+    events: EventsOpt = None,
+    as_of: Annotated[str | None, typer.Option(help="Score as of this time (default: the leads' as_of column, "
+                                                   "else now).")] = None,
+    previous: Annotated[Path | None, typer.Option(help="The previous run's output: leads that crossed into a "
+                                                       "higher band are listed in <out>.alerts.")] = None,
+    id_col: IdOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score leads with marketing's point rules (same output shape as the model) and list band-crossing alerts."""
+    from features.io import read_table, write_table
+    from models.rules import RuleScorer, band_crossings, load_rules
+
+    def body():
+        ruleset = load_rules(rules)
+        scorer = RuleScorer(ruleset, id_column=id_col or "lead_id", source=str(leads), events_source=str(events))
+        scored = scorer.score(read_table(leads, what="leads"),
+                              read_table(events, what="events") if events else None, as_of)
+        write_table(scored, out)
+        result = {"output": str(out), "leads": len(scored), "bands": scored["band"].value_counts().to_dict()}
+        if previous is not None:
+            moved = band_crossings(read_table(previous, what="previous scores"), scored, bands=ruleset.bands,
+                                   id_column=id_col or "lead_id", only_up=True)
+            alerts_path = out.with_name(f"{out.stem}.alerts{out.suffix}")
+            write_table(moved, alerts_path)
+            result.update(alerts=str(alerts_path), crossed_up=len(moved))
+        return result
+
+    result = _run(body)
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+        return
+    console = _console(stderr=False)
+    console.print(f"Scored {result['leads']:,} leads -> {result['output']}; bands {result['bands']}", highlight=False)
+    if "alerts" in result:
+        console.print(f"[bold]{result['crossed_up']:,} leads moved up a band[/] -> {result['alerts']}",
+                      highlight=False)
+
+
 def main() -> None:
     """Console entry point."""
     app()

@@ -179,3 +179,40 @@ def test_compare_command_beats_the_example_rules_on_the_demo(demo_run, tmp_path)
     assert (tmp_path / "cmp" / "scorecard.csv").exists()
     run = run_summary(result["mlflow_run_id"], tracking_uri=summary["mlflow"]["tracking_uri"])
     assert "comparison/report.html" in run["artifacts"]
+
+
+def test_rules_command_scores_and_lists_band_crossings(demo_run, tmp_path):
+    summary, workdir = demo_run
+    data = workdir / "data"
+    repo = Path(__file__).resolve().parents[1]
+    leads = read_table(data / "leads.csv").head(2000).drop(columns=["created_at"])
+    leads.to_csv(tmp_path / "leads.csv", index=False)
+    common = ["rules", "--rules", repo / "rules" / "demo_extended.yaml", "--leads", tmp_path / "leads.csv",
+              "--events", data / "events.csv", "--json"]
+    first = leadscore(*common, "--out", tmp_path / "week1.csv", "--as-of", "2024-10-01")
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = leadscore(*common, "--out", tmp_path / "week2.csv", "--as-of", "2024-12-01",
+                       "--previous", tmp_path / "week1.csv")
+    assert second.returncode == 0, second.stderr[-2000:]
+    result = json.loads(second.stdout)
+    assert result["leads"] == 2000
+    alerts = read_table(result["alerts"])
+    assert len(alerts) == result["crossed_up"] > 0
+    before = read_table(tmp_path / "week1.csv").set_index("lead_id")["score"].astype(float)
+    after = read_table(tmp_path / "week2.csv").set_index("lead_id")["score"].astype(float)
+    moved = alerts[alerts["direction"] == "up"]["lead_id"]
+    assert (after.loc[moved] > before.loc[moved]).all()
+
+
+def test_funnel_command_writes_the_report(demo_run, tmp_path):
+    summary, workdir = demo_run
+    data = workdir / "data"
+    proc = leadscore("funnel", "--leads", data / "leads.csv", "--outcomes", data / "outcomes.csv",
+                     "--stages", data / "stages.csv", "--pipeline", data / "pipeline.csv",
+                     "--revenue-target", "1000000", "--out-dir", tmp_path / "funnel", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    html = [p for p in result["files"].values() if str(p).endswith(".html")]
+    assert html and Path(html[0]).stat().st_size > 10_000
+    missing = leadscore("funnel", "--leads", data / "leads.csv", "--out-dir", tmp_path / "f2")
+    assert missing.returncode == 2 and "give an outcomes file or a stages file" in missing.stderr

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.demo import EVENT_TYPES, DemoWorld, generate_demo_world, write_demo_world
+from features.demo import EVENT_TYPES, STAGES, TEAMS, DemoWorld, generate_demo_world, write_demo_world
 from features.io import read_table
 
 N = 6_000
@@ -54,7 +54,8 @@ def _utc(series: pd.Series) -> bool:
 
 def test_same_seed_identical_different_seed_differs(world: DemoWorld) -> None:
     again = generate_demo_world(N, seed=7, n_fresh=800)
-    for name in ("leads", "events", "outcomes", "truth", "fresh_leads", "fresh_events", "fresh_truth"):
+    for name in ("leads", "events", "outcomes", "truth", "fresh_leads", "fresh_events", "fresh_truth", "stages",
+                 "pipeline"):
         pd.testing.assert_frame_equal(getattr(world, name), getattr(again, name), obj=name)
     assert world.data_end == again.data_end
     other = generate_demo_world(N, seed=8, n_fresh=800)
@@ -190,7 +191,7 @@ def test_fresh_leads(world: DemoWorld) -> None:
 def test_write_demo_world(tmp_path, fmt: str) -> None:
     small = generate_demo_world(300, seed=1, n_fresh=50)
     paths = write_demo_world(small, tmp_path, fmt=fmt)
-    for name in ("leads", "events", "outcomes", "fresh_leads", "fresh_events"):
+    for name in ("leads", "events", "outcomes", "fresh_leads", "fresh_events", "stages", "pipeline"):
         assert paths[name] == tmp_path / f"{name}.{fmt}"
         assert paths[name].exists()
     assert paths["truth"] == tmp_path / "truth" / "truth.csv"
@@ -207,3 +208,78 @@ def test_rejects_bad_arguments(tmp_path) -> None:
         generate_demo_world(0)
     with pytest.raises(ValueError):
         write_demo_world(generate_demo_world(50, n_fresh=5), tmp_path, fmt="xlsx")
+
+
+# ----------------------------------------------------------------------------------------------- pipeline
+
+
+def test_stages_schema_and_order(world: DemoWorld) -> None:
+    st = world.stages
+    assert list(st.columns) == ["lead_id", "stage", "entered_at"]
+    assert _utc(st["entered_at"]) and pd.api.types.is_string_dtype(st["stage"].dtype)
+    assert set(st["stage"]) == set(STAGES)
+    assert not st.duplicated(["lead_id", "stage"]).any()
+    assert (st["entered_at"] <= world.data_end).all()
+    wide = st.pivot(index="lead_id", columns="stage", values="entered_at").reindex(world.leads["lead_id"])
+    # Every lead is an MQL at creation.
+    assert (wide["MQL"].to_numpy() == world.leads["created_at"].to_numpy()).all()
+    # Stages never go back in time, and won / lost exclude each other.
+    order = ["MQL", "SRL", "SQL", "opportunity"]
+    for a, b in zip(order, order[1:], strict=False):
+        both = wide[a].notna() & wide[b].notna()
+        assert (wide.loc[both, a] <= wide.loc[both, b]).all(), (a, b)
+        assert wide.loc[wide[b].notna(), a].notna().all(), (a, b)
+    for end in ("won", "lost"):
+        has = wide[end].notna()
+        assert wide.loc[has, "opportunity"].notna().all() and (wide.loc[has, end] > wide.loc[has, "opportunity"]).all()
+    assert not (wide["won"].notna() & wide["lost"].notna()).any()
+
+
+def test_opportunity_is_the_existing_conversion(world: DemoWorld) -> None:
+    opp = world.stages[world.stages["stage"] == "opportunity"].set_index("lead_id")["entered_at"]
+    conv = world.outcomes.set_index("lead_id")["converted_at"].dropna()
+    pd.testing.assert_series_equal(opp.sort_index(), conv.sort_index(), check_names=False)
+
+
+def test_planted_pipeline_rates(world: DemoWorld) -> None:
+    counts = world.stages["stage"].value_counts()
+    assert 0.80 <= counts["SQL"] / counts["SRL"] <= 0.90
+    win = counts["won"] / (counts["won"] + counts["lost"])
+    assert 0.035 <= win <= 0.09  # planted 6% on ~850 closed opportunities
+    won = world.stages[world.stages["stage"] == "won"].set_index("lead_id")["entered_at"]
+    opp = world.stages[world.stages["stage"] == "opportunity"].set_index("lead_id")["entered_at"]
+    days = ((won - opp.reindex(won.index)) / pd.Timedelta(days=1)).median()
+    assert 10 <= days <= 28  # planted median 18 days on ~50 wins
+
+
+def test_pipeline_frame(world: DemoWorld) -> None:
+    pipe = world.pipeline
+    assert list(pipe.columns) == ["lead_id", "team", "landing_url", "handed_over_at", "first_touch_at", "deal_value",
+                                  "qualified"]
+    assert pipe["lead_id"].tolist() == world.leads["lead_id"].tolist()
+    assert set(pipe["team"]) == set(TEAMS)
+    srl = world.stages[world.stages["stage"] == "SRL"].set_index("lead_id")["entered_at"]
+    handed = pipe.set_index("lead_id")["handed_over_at"].dropna()
+    pd.testing.assert_series_equal(handed.sort_index(), srl.sort_index(), check_names=False)
+    touched = pipe["first_touch_at"].notna()
+    assert pipe.loc[touched, "handed_over_at"].notna().all()
+    assert (pipe.loc[touched, "first_touch_at"] >= pipe.loc[touched, "handed_over_at"]).all()
+    hours = (pipe["first_touch_at"] - pipe["handed_over_at"]) / pd.Timedelta(hours=1)
+    late = (hours > 24).groupby(pipe["team"]).mean()
+    assert late["team_c"] > late["team_a"]  # some teams breach a 24 h SLA far more often
+    converted = world.outcomes["converted_at"].notna().to_numpy()
+    assert pipe.loc[converted, "deal_value"].gt(0).all() and pipe.loc[~converted, "deal_value"].isna().all()
+    big = world.leads["employees"] > 1_000
+    assert pipe.loc[converted & big, "deal_value"].median() > pipe.loc[converted & ~big, "deal_value"].median()
+    url = pipe["landing_url"]
+    assert 0.01 < url.isna().mean() < 0.06
+    cpc = url.str.contains("utm_medium=cpc", case=False, na=False)
+    assert (world.leads.loc[cpc, "lead_source"] == "paid_search").all()
+
+
+def test_pipeline_does_not_touch_existing_frames() -> None:
+    """The pipeline draws come after everything else: the model's inputs are byte-identical for a seed."""
+    small = generate_demo_world(500, seed=11, n_fresh=20)
+    assert list(small.leads.columns) == LEAD_COLUMNS
+    assert small.stages is not None and small.pipeline is not None
+    assert small.leads["created_at"].is_monotonic_increasing

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("features", "models", "training", "serve", "leadscore")
+PACKAGES = ("features", "models", "training", "serve", "analytics", "leadscore")
 
 
 @pytest.mark.parametrize("name", PACKAGES)
