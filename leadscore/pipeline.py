@@ -20,7 +20,14 @@ from features.config import TrainConfig, config_to_dict
 from features.dataset import Dataset, load_dataset
 from features.errors import ConfigError
 from features.io import read_table, write_table, write_text
-from models.registry import LoggedRun, default_tracking_uri, log_training_run, pyfunc_input, to_json
+from models.registry import (
+    LoggedRun,
+    default_tracking_uri,
+    log_training_run,
+    log_version_artifact,
+    pyfunc_input,
+    to_json,
+)
 from training.plots import gains_chart, reliability_diagram
 from training.promotion import PromotionPolicy
 from training.train import DataCheckFailed, TrainResult, prepare_training_data, train_model
@@ -33,23 +40,30 @@ def _noop(_: str) -> None:
     return None
 
 
-def write_run_artifacts(result: TrainResult, directory: str | os.PathLike) -> dict[str, Path]:
-    """Plots and JSON summaries of a training run, written to a folder (then logged with the run)."""
-    directory = Path(directory)
-    test = result.test_frame
-    y = test.y
-    p_model = result.test_scores["probability"].to_numpy()
-    from training.train import _baseline_input
+def write_run_artifacts(result: TrainResult, directory: str | os.PathLike, *, full_report: bool = True
+                        ) -> dict[str, Path]:
+    """The run's report (plots, model card, segments, backtest, report.html) and JSON summaries, in a folder.
 
-    p_base = result.baseline.predict_proba(_baseline_input(test))[:, 1]
-    curves = {"LightGBM (calibrated)": p_model, "logistic baseline": p_base}
-    files = {
-        "plots": reliability_diagram(y, curves, directory / "reliability.png"),
-        "plots_gains": gains_chart(y, curves, directory / "gains_lift.png"),
+    Keys starting with "plots" are PNGs; the caller logs everything with the MLflow run.
+    """
+    from training.report import write_report
+
+    directory = Path(directory)
+    if full_report:
+        files = dict(write_report(result, directory))
+    else:  # the two essential plots only (quick runs, tests)
+        test = result.test_frame
+        from training.train import _baseline_input
+
+        curves = {"LightGBM (calibrated)": result.test_scores["probability"].to_numpy(),
+                  "logistic baseline": result.baseline.predict_proba(_baseline_input(test))[:, 1]}
+        files = {"plots": reliability_diagram(test.y, curves, directory / "reliability.png"),
+                 "plots_gains": gains_chart(test.y, curves, directory / "gains_lift.png")}
+    files.update({
         "report_metrics": write_text(to_json(result.metrics), directory / "metrics.json"),
         "report_counts": write_text(to_json(result.counts), directory / "data_counts.json"),
         "report_config": write_text(to_json(config_to_dict(result.config)), directory / "train_config.json"),
-    }
+    })
     if result.tuning is not None:
         files["report_tuning"] = write_table(result.tuning, directory / "tuning_trials.csv")
     if result.checks is not None:
@@ -70,16 +84,18 @@ def train_and_log(
     data_end: pd.Timestamp | None = None,
     sources: dict[str, str] | None = None,
     register: bool = True,
+    full_report: bool = True,
     step: Step = _noop,
 ) -> tuple[TrainResult, LoggedRun]:
-    """Train, write plots, log everything to MLflow and register the model."""
+    """Train, write the report, log everything to MLflow, register the model and log its model card."""
     workdir = Path(workdir)
     tracking_uri = tracking_uri or default_tracking_uri(workdir)
     step("training LightGBM + logistic baseline (time split)")
     result = train_model(leads, outcomes, events, config, data_end=data_end, truth=truth, sources=sources)
-    step("writing plots")
+    step("writing the report (plots, model card, segments, backtest)")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    files = write_run_artifacts(result, workdir / "reports" / stamp)
+    files = write_run_artifacts(result, workdir / "reports" / stamp, full_report=full_report)
+    result.report_files = files
     step(f"logging to MLflow ({tracking_uri})")
     groups: dict[str, list[Path]] = {"plots": [], "reports": []}
     for key, path in files.items():
@@ -98,6 +114,15 @@ def train_and_log(
         run_name=f"train-{stamp}",
         input_example=pyfunc_input(result.bundle.spec, result.test_frame.features.head(5)),
     )
+    card = files.get("report_model_card") or next((p for p in files.values() if p.name == "model_card.md"), None)
+    if card is not None and logged.version is not None:
+        # The card was written before the version existed; log the versioned card with the run.
+        text = card.read_text(encoding="utf-8").replace(
+            "# Model card: lead conversion model",
+            f"# Model card: {logged.registered_model} version {logged.version} ({logged.alias})", 1)
+        write_text(text, card)
+        log_version_artifact(logged.registered_model, logged.version, text, "model_card.md",
+                             tracking_uri=tracking_uri)
     return result, logged
 
 
@@ -196,6 +221,8 @@ def summary(result: TrainResult, logged: LoggedRun) -> dict[str, Any]:
                      "categorical": list(result.bundle.spec.categorical_columns),
                      "events": list(result.bundle.spec.event_types)},
         "dropped_columns": dict(result.bundle.spec.dropped_columns),
+        "report": {k: str(v) for k, v in result.report_files.items()
+                   if k in ("report_html", "report_model_card", "report_checks_html")},
         "mlflow": {"tracking_uri": logged.tracking_uri, "run_id": logged.run_id, "model_uri": logged.model_uri,
                    "registered_model": logged.registered_model, "version": logged.version,
                    "alias": logged.alias, "registry_uri": logged.registry_uri},

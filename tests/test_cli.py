@@ -60,8 +60,12 @@ def test_demo_registers_champion_in_the_sqlite_store(demo_run):
     assert run["metrics"]["test_model_ece"] == pytest.approx(summary["metrics"]["model"]["ece"])
 
 
-def test_demo_human_output_and_rerun_in_the_same_workdir(demo_run):
-    summary, workdir = demo_run
+def test_demo_human_output_and_rerun_in_the_same_workdir(demo_run, tmp_path):
+    import shutil
+
+    summary, original = demo_run
+    workdir = tmp_path / "again"  # a copy, so the other tests keep the original demo files
+    shutil.copytree(original, workdir)
     proc = leadscore("demo", "--workdir", workdir, "--n-leads", "3000")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ROC AUC" in proc.stdout and "Scored file" in proc.stdout

@@ -22,7 +22,7 @@ def test_shipped_demo_config_equals_the_defaults():
     ({"features": {"label_window_days": 0}}, "label_window_days must be > 0"),
     ({"bands": {"cutoffs": [60, 40]}}, "cutoffs must be increasing"),
     ({"bands": {"names": ["a", "b", "c"], "cutoffs": [10]}}, "one value per band"),
-    ({"model": {"calibration": "isotonic"}}, "calibration must be 'sigmoid' or 'none'"),
+    ({"model": {"calibration": "platt"}}, "calibration must be 'auto', 'sigmoid', 'isotonic' or 'none'"),
     ({"split": {"test_fraction": 0.5, "calibration_fraction": 0.4}}, "leave >= 20%"),
     ({"features": "seven"}, "expected a mapping"),
 ])

@@ -24,7 +24,7 @@ def store(tmp_path_factory):
 
 def _train(world, uri, root, *, with_events: bool, seed: int):
     return train_and_log(world.leads, world.outcomes, world.events if with_events else None, TrainConfig(seed=seed),
-                         workdir=root, tracking_uri=uri)[1]
+                         workdir=root, tracking_uri=uri, full_report=False)[1]
 
 
 def _promote(paths, uri, **kw):

@@ -18,10 +18,26 @@ def test_run_holds_metrics_plots_spec_and_model(logged):
     for name in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top_decile", "mae_vs_truth"):
         assert info["metrics"][f"test_model_{name}"] == pytest.approx(result.metrics["model"][name])
     assert info["metrics"]["test_baseline_roc_auc"] == pytest.approx(result.metrics["baseline"]["roc_auc"])
-    assert {"plots/reliability.png", "plots/gains_lift.png", "feature_spec.json",
-            "reports/metrics.json"} <= set(info["artifacts"])
+    assert {"plots/reliability.png", "plots/gains_lift.png", "plots/roc_pr.png", "plots/shap_summary.png",
+            "plots/backtest.png", "plots/learning_curve.png", "feature_spec.json", "reports/metrics.json",
+            "reports/report.html", "reports/model_card.md", "reports/data_checks.html",
+            "model_card.md"} <= set(info["artifacts"])
+    html = open(result.report_files["report_html"], encoding="utf-8").read()
+    assert html.count("data:image/png;base64,") >= 6
     assert info["params"]["config.features.label_window_days"] == "90"
     assert info["tags"]["bundle_manifest_sha256"] == run.bundle_sha256
+
+
+def test_model_card_is_logged_with_the_registered_version(logged):
+    from mlflow import MlflowClient
+
+    _, run, _ = logged
+    client = MlflowClient(tracking_uri=run.tracking_uri)
+    local = client.download_artifacts(run.run_id, "model_card.md")
+    text = open(local, encoding="utf-8").read()
+    assert text.startswith("# Model card: lead-conversion version 1 (champion)")
+    for needed in ("90 days", "ROC AUC", "95%", "company"):
+        assert needed in text
 
 
 def test_first_version_is_champion_and_later_ones_challenger(logged, small_world):
@@ -32,7 +48,7 @@ def test_first_version_is_champion_and_later_ones_challenger(logged, small_world
     assert registered_alias("lead-conversion", "champion", tracking_uri=run.tracking_uri) == "1"
     _, second = train_and_log(small_world.leads, small_world.outcomes, small_world.events,
                               TrainConfig(seed=4, experiment="second"), workdir=workdir,
-                              tracking_uri=run.tracking_uri)
+                              tracking_uri=run.tracking_uri, full_report=False)
     assert (second.version, second.alias) == ("2", "challenger")
     assert registered_alias("lead-conversion", "champion", tracking_uri=run.tracking_uri) == "1"
 

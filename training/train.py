@@ -43,6 +43,7 @@ class TrainResult:
     params: dict[str, Any] = field(default_factory=dict)
     checks: CheckReport | None = None
     tuning: pd.DataFrame | None = None
+    report_files: dict[str, Any] = field(default_factory=dict)
 
     @property
     def test_frame(self) -> LeadFrame:

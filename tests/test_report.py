@@ -1,0 +1,173 @@
+"""The evaluation report: files, self-contained HTML, model card, backtest, segments and learning curve."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.config import TrainConfig
+from features.demo import generate_demo_world
+
+PNG_TAG = '<img src="data:image/png;base64,'
+
+
+@pytest.fixture(scope="module")
+def trained_8k():
+    from training.train import train_model
+
+    world = generate_demo_world(n_leads=8000, seed=1)
+    return train_model(world.leads, world.outcomes, world.events, TrainConfig(seed=1))
+
+
+@pytest.fixture(scope="module")
+def report(trained_8k, tmp_path_factory):
+    from training.report import write_report
+
+    directory = tmp_path_factory.mktemp("report")
+    return trained_8k, write_report(trained_8k, directory, version="7")
+
+
+def test_every_file_is_written_and_not_empty(report):
+    _, files = report
+    names = {p.name for p in files.values()}
+    expected = {"reliability.png", "gains_lift.png", "roc_pr.png", "bands.png", "shap_summary.png", "dependence.png",
+                "learning_curve.png", "backtest.png", "model_card.md", "segments.csv", "backtest.csv",
+                "learning_curve.csv", "report.html"}
+    assert expected <= names
+    for path in files.values():
+        assert path.exists() and path.stat().st_size > 0, path
+    for key, path in files.items():
+        assert key.startswith("plots_") == (path.suffix == ".png")  # the caller groups artifacts by key
+
+
+def test_html_is_self_contained_and_shows_the_metrics(report):
+    from training.model_card import format_metric
+
+    result, files = report
+    page = files["report_html"].read_text(encoding="utf-8")
+    n_png = sum(1 for p in files.values() if p.suffix == ".png")
+    assert page.count(PNG_TAG) == n_png
+    metrics_section = page[page.index("<h2>Test metrics</h2>"): page.index("<h2>Plots</h2>")]
+    assert f"<td>{format_metric('roc_auc', result.metrics['model']['roc_auc'])}</td>" in metrics_section
+    assert f"<td>{format_metric('roc_auc', result.metrics['baseline']['roc_auc'])}</td>" in metrics_section
+    for external in ("<script", "<link", "http://", "https://", "src=\"http"):
+        assert external not in page
+    assert "<h2>Model card: lead conversion model 7</h2>" in page  # the card, rendered
+
+
+def test_model_card_states_label_exclusions_and_confidence_intervals(report):
+    result, files = report
+    card = files["report_model_card"].read_text(encoding="utf-8")
+    spec = result.bundle.spec
+    assert f"within {spec.label_window_days} days after as_of" in card
+    assert f"as_of = `created_at` + {spec.as_of_days} days" in card
+    assert spec.dropped_columns, "the demo has an identifier-like company column"
+    for column, reason in spec.dropped_columns.items():
+        assert f"| {column} | {reason} |" in card
+    ci = re.findall(r"([+-]?\d+\.\d+) \[([+-]?\d+\.\d+), ([+-]?\d+\.\d+)\]", card)
+    assert len(ci) >= 10  # five metrics for the model and the baseline
+    for point, low, high in ci:
+        assert float(low) <= float(point) <= float(high)
+    assert "## Intended use and limits" in card and "ROC AUC 0.6" in card
+    for band, cutoff in zip(result.bundle.bands.names[1:], result.bundle.bands.cutoffs, strict=True):
+        assert f"{band} >= {cutoff}" in card
+
+
+def test_backtest_folds_move_forward_and_never_train_on_the_future(report):
+    from training.backtest import as_of_periods
+
+    result, files = report
+    folds = pd.read_csv(files["report_backtest"])
+    assert len(folds) >= 3
+    assert (folds["roc_auc"] > 0.75).sum() >= 3
+    periods = [pd.Period(p, "M") for p in folds["test_period"]]
+    assert all(a < b for a, b in zip(periods, periods[1:], strict=False))
+    test_start = pd.to_datetime(folds["test_start"], utc=True)
+    train_end = pd.to_datetime(folds["train_end"], utc=True)
+    assert (train_end < test_start).all()
+    cal = [pd.Period(p, "M") for p in folds["calibration_period"]]
+    assert all(c < t for c, t in zip(cal, periods, strict=True))
+    # The recorded training size is exactly the leads before the calibration month: nothing later leaked in.
+    month = as_of_periods(result.frame.as_of)
+    for c, n_train in zip(cal, folds["n_train"], strict=True):
+        assert n_train == int((month < c).sum())
+
+
+def test_segment_metrics_cover_the_test_slice(report):
+    from training.backtest import segment_metrics
+
+    result, files = report
+    segments = pd.read_csv(files["report_segments"], keep_default_na=False, na_values=[""])
+    n_test = int(result.split.test.sum())
+    assert set(segments["column"]) == {"lead_source", "industry", "country"}
+    for _, part in segments.groupby("column"):
+        assert part["n"].sum() == n_test
+    rate = segments[segments["column"] == "lead_source"].set_index("segment")["rate"]
+    assert rate["referral"] > rate["purchased_list"]
+    direct = segment_metrics(result.test_scores, result.test_frame, ["no_such_column", "lead_source", "employees"])
+    assert list(dict.fromkeys(direct["column"])) == ["lead_source", "employees"]
+    assert direct.loc[direct["column"] == "employees", "n"].sum() == n_test
+    auc = direct.loc[direct["column"] == "lead_source", "roc_auc"].to_numpy()
+    ranked = auc[~np.isnan(auc)]
+    assert (np.diff(ranked) >= 0).all()  # weakest segments first
+    assert np.isnan(auc[len(ranked):]).all()
+
+
+def test_learning_curve_more_data_does_not_hurt(report):
+    _, files = report
+    curve = pd.read_csv(files["report_learning_curve"]).sort_values("fraction")
+    assert len(curve) >= 4
+    assert curve["n_train"].is_monotonic_increasing
+    assert curve["roc_auc"].iloc[-1] >= curve["roc_auc"].iloc[0] - 0.01
+
+
+def test_bootstrap_points_match_scikit_learn_and_intervals_contain_them():
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    from models.metrics import expected_calibration_error
+    from training.model_card import bootstrap_metrics
+
+    rng = np.random.default_rng(0)
+    p = np.round(rng.beta(1, 6, 3000), 3)  # rounded: ties must be handled like scikit-learn does
+    y = (rng.random(3000) < p).astype(int)
+    ci = bootstrap_metrics(y, {"a": p, "b": np.clip(p + 0.02, 0, 1)}, n_boot=100, seed=1)
+    point = ci[ci["model"] == "a"].set_index("metric")["point"]
+    assert point["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert point["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    assert point["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+    assert point["ece"] == pytest.approx(expected_calibration_error(y, p), abs=1e-12)
+    assert point["calibration_in_the_large"] == pytest.approx(p.mean() - y.mean(), abs=1e-12)
+    assert ((ci["low"] <= ci["point"]) & (ci["point"] <= ci["high"])).all()
+    diff = ci[(ci["model"] == "a - b") & (ci["metric"] == "calibration_in_the_large")].iloc[0]
+    assert diff["point"] == pytest.approx(-0.02, abs=1e-3) and diff["high"] < 0
+
+
+def test_markdown_to_html_renders_the_card_subset():
+    from training.report import markdown_to_html
+
+    text = "# Title\n\nSome `code` and **bold** <b>.\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | x \\| y |\n"
+    page = markdown_to_html(text)
+    assert "<h2>Title</h2>" in page
+    assert "<code>code</code>" in page and "<b>bold</b>" in page and "&lt;b&gt;" in page
+    assert "<ul><li>one</li><li>two</li></ul>" in page
+    assert "<th>a</th><th>b</th>" in page and "<td>x | y</td>" in page
+
+
+def test_report_without_dates_skips_the_backtest_and_says_why(tmp_path):
+    from features.config import DataConfig
+    from training.report import write_report
+    from training.train import train_model
+
+    world = generate_demo_world(n_leads=3000, seed=2, n_fresh=0)
+    leads = world.leads.drop(columns=["created_at"])
+    leads["converted"] = world.outcomes["converted_at"].notna().astype(int).to_numpy()
+    result = train_model(leads, None, None, TrainConfig(seed=2, data=DataConfig(label="converted")))
+    files = write_report(result, tmp_path, learning_curve=False)
+    assert "report_backtest" not in files and "plots_backtest" not in files
+    card = files["report_model_card"].read_text(encoding="utf-8")
+    assert "Not run (needs creation dates" in card and "The split was random, not by time" in card
+    page = files["report_html"].read_text(encoding="utf-8")
+    assert page.count(PNG_TAG) == sum(1 for p in files.values() if p.suffix == ".png")

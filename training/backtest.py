@@ -1,0 +1,224 @@
+"""Evaluation beyond one split: rolling-origin backtest by month, metrics per segment, and a learning curve."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from features.config import TrainConfig
+from features.spec import LeadFrame
+from models.calibration import make_calibrator
+from models.metrics import expected_calibration_error
+
+if TYPE_CHECKING:
+    from training.train import TrainResult
+
+MISSING_SEGMENT = "(missing)"
+# Below this many cases of either class a segment's ROC AUC is mostly noise, so it is not reported.
+MIN_CLASS_CASES = 5
+BACKTEST_COLUMNS = (
+    "fold", "test_period", "test_start", "test_end", "calibration_period", "calibration", "train_start", "train_end",
+    "n_train", "n_calibration", "n_trees", "n", "positives", "positive_rate", "mean_probability", "roc_auc", "ece",
+    "calibration_in_the_large", "brier",
+)
+
+
+def calibration_method(config: TrainConfig) -> str:
+    """The calibration a refit uses: the configured method, or sigmoid when the run chose it on data ("auto")."""
+    method = config.model.calibration
+    # A month is too small a slice to choose a method on reliably; sigmoid is the robust default.
+    return method if method in ("none", "sigmoid", "isotonic") else "sigmoid"
+
+
+def probability_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """n, positives, rate, mean probability, ROC AUC (NaN with one class), ECE, calibration-in-the-large, Brier."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y, dtype="float64")
+    p = np.asarray(p, dtype="float64")
+    n = len(y)
+    if n == 0:
+        nan = float("nan")
+        return {"n": 0, "positives": 0, "positive_rate": nan, "mean_probability": nan, "roc_auc": nan, "ece": nan,
+                "calibration_in_the_large": nan, "brier": nan}
+    return {
+        "n": int(n),
+        "positives": int(y.sum()),
+        "positive_rate": float(y.mean()),
+        "mean_probability": float(p.mean()),
+        "roc_auc": float(roc_auc_score(y, p)) if np.unique(y).size == 2 else float("nan"),
+        "ece": expected_calibration_error(y, p),
+        "calibration_in_the_large": float(p.mean() - y.mean()),
+        "brier": float(np.mean((p - y) ** 2)),
+    }
+
+
+def as_of_periods(as_of: pd.Series, period: str = "M") -> pd.Series:
+    """Calendar period (month by default) of each as_of, in UTC."""
+    t = pd.to_datetime(as_of, utc=True)
+    # Periods carry no time zone; convert to naive UTC first so the cut is the same on every machine.
+    return t.dt.tz_convert(None).dt.to_period(period)
+
+
+def _period_bounds(period: pd.Period) -> tuple[pd.Timestamp, pd.Timestamp]:
+    return period.start_time.tz_localize("UTC"), period.end_time.tz_localize("UTC")
+
+
+def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M", min_train_periods: int = 3,
+                     max_folds: int | None = None) -> pd.DataFrame:
+    """Rolling-origin backtest: fit on all periods before the last one before the test period, calibrate on that one.
+
+    Fold k tests period k; LightGBM is fitted as in training (early stopping on the latest share, then a refit)
+    on periods < k-1, and the calibration (`calibration_method`) on period k-1. One row per fold; `max_folds`
+    keeps only the most recent folds. `train_end` (latest training as_of) is always before `test_start`.
+    """
+    from training.train import fit_lightgbm
+
+    if len(frame) == 0 or frame.as_of.isna().any():
+        # Without dates there is no time order to roll over.
+        return pd.DataFrame(columns=list(BACKTEST_COLUMNS))
+    periods = as_of_periods(frame.as_of, period).reset_index(drop=True)
+    ordered = sorted(periods.unique())
+    y = frame.y
+    X = frame.X
+    as_of = frame.as_of.reset_index(drop=True)
+    rows = []
+    first = min_train_periods + 1
+    if max_folds is not None:
+        first = max(first, len(ordered) - max_folds)
+    for k in range(first, len(ordered)):
+        test_p, cal_p = ordered[k], ordered[k - 1]
+        train = (periods < cal_p).to_numpy()
+        cal = (periods == cal_p).to_numpy()
+        test = (periods == test_p).to_numpy()
+        if np.unique(y[train]).size < 2 or not cal.any() or not test.any():
+            continue  # nothing to learn from (or to test on) in this fold
+        booster, info = fit_lightgbm(frame, train, config)
+        calibrator = make_calibrator(calibration_method(config)).fit(
+            booster.predict(X.iloc[np.flatnonzero(cal)], raw_score=True), y[cal])
+        p = calibrator.predict(booster.predict(X.iloc[np.flatnonzero(test)], raw_score=True))
+        test_start, test_end = _period_bounds(test_p)
+        rows.append({
+            "fold": len(rows) + 1,
+            "test_period": str(test_p),
+            "test_start": test_start,
+            "test_end": test_end,
+            "calibration_period": str(cal_p),
+            "calibration": calibrator.method,
+            "train_start": as_of[train].min(),
+            "train_end": as_of[train].max(),
+            "n_train": int(train.sum()),
+            "n_calibration": int(cal.sum()),
+            "n_trees": int(info["n_trees"]),
+            **probability_metrics(y[test], p),
+        })
+    return pd.DataFrame(rows, columns=list(BACKTEST_COLUMNS))
+
+
+def _segment_values(values: pd.Series, max_levels: int = 10) -> pd.Series:
+    """Readable segment labels; many-valued numbers are cut into quintiles so segments stay comparable."""
+    numeric = pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
+    if numeric and values.nunique(dropna=True) > max_levels:
+        binned = pd.qcut(values, 5, duplicates="drop")
+        labels = binned.astype("object").map(lambda iv: f"{iv.left:,.4g} to {iv.right:,.4g}", na_action="ignore")
+        return labels.fillna(MISSING_SEGMENT).astype("object")
+    out = values.astype("object").map(str, na_action="ignore")
+    return out.fillna(MISSING_SEGMENT).astype("object")
+
+
+def _aligned(scored: pd.DataFrame, frame: LeadFrame) -> pd.DataFrame:
+    """Scored rows in the frame's order (matched by lead id when the order differs)."""
+    id_col = frame.spec.id_column
+    ids = frame.ids.reset_index(drop=True)
+    if id_col in scored.columns and len(scored) == len(frame) and \
+            scored[id_col].astype("string").reset_index(drop=True).equals(ids.astype("string")):
+        return scored.reset_index(drop=True)
+    if id_col not in scored.columns:
+        if len(scored) != len(frame):
+            raise ValueError("scored rows and the frame differ in length and the scored rows carry no lead id")
+        return scored.reset_index(drop=True)
+    keyed = scored.assign(**{id_col: scored[id_col].astype("string")}).drop_duplicates(id_col).set_index(id_col)
+    out = keyed.reindex(ids.astype("string"))
+    if out["probability"].isna().any():
+        raise ValueError("some leads of the frame have no scored row")
+    return out.reset_index(drop=True)
+
+
+def segment_metrics(scored: pd.DataFrame, frame: LeadFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Per segment of each column: count, positives, rate, mean probability, ROC AUC, calibration-in-the-large.
+
+    ROC AUC only where the segment has at least MIN_CLASS_CASES of each class. Columns absent from the frame
+    are skipped. Within a column, the weakest segments (lowest AUC) come first.
+    """
+    scored = _aligned(scored, frame)
+    p = scored["probability"].to_numpy(dtype="float64")
+    y = scored["label"].to_numpy(dtype="float64") if "label" in scored.columns else frame.y.astype("float64")
+    table = frame.frame.reset_index(drop=True)
+    parts = []
+    for column in dict.fromkeys(columns):
+        if column not in table.columns:
+            continue
+        segments = _segment_values(table[column])
+        rows = []
+        for value, idx in segments.groupby(segments, sort=True).groups.items():
+            pos = np.asarray(idx)
+            m = probability_metrics(y[pos], p[pos])
+            enough = min(m["positives"], m["n"] - m["positives"]) >= MIN_CLASS_CASES
+            rows.append({"column": column, "segment": str(value), "n": m["n"], "positives": m["positives"],
+                         "rate": m["positive_rate"], "mean_probability": m["mean_probability"],
+                         "roc_auc": m["roc_auc"] if enough else float("nan"),
+                         "calibration_in_the_large": m["calibration_in_the_large"]})
+        part = pd.DataFrame(rows).sort_values(["roc_auc", "n"], ascending=[True, False], na_position="last",
+                                              kind="stable")
+        parts.append(part)
+    cols = ["column", "segment", "n", "positives", "rate", "mean_probability", "roc_auc",
+            "calibration_in_the_large"]
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 1.0),
+                   n_trees: int | None = None) -> pd.DataFrame:
+    """Test ROC AUC and log loss when fitting on the latest fraction of the training slice (fixed tree count).
+
+    Each model is calibrated on the run's calibration slice like the real one, so log loss compares fairly.
+    """
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from models.estimator import make_lightgbm
+
+    config = result.config
+    frame, split = result.frame, result.split
+    n_trees = int(n_trees or result.params.get("n_trees") or result.bundle.booster.num_trees())
+    X = frame.X
+    y = frame.y
+    idx = np.flatnonzero(split.train)
+    if frame.as_of.notna().all():
+        order = idx[np.argsort(frame.as_of.to_numpy()[idx], kind="stable")]
+    else:  # no dates: a seeded shuffle stands in for time order, as in training
+        order = np.random.default_rng(config.seed).permutation(idx)
+    cal_idx, test_idx = np.flatnonzero(split.calibration), np.flatnonzero(split.test)
+    cats = list(frame.spec.categorical_columns)
+    rows = []
+    for fraction in sorted(set(float(f) for f in fractions)):
+        n = max(1, int(round(fraction * len(order))))
+        rows_idx = order[-n:]  # the most recent leads: closest to what the test slice looks like
+        if np.unique(y[rows_idx]).size < 2:
+            continue
+        model = make_lightgbm(config.model, config.seed, n_estimators=n_trees)
+        # These fits are small: a second thread gains nothing, and on a shared 2-core machine OpenMP's
+        # spin-waiting made two threads 5-10x slower than one whenever the other core was busy.
+        model.set_params(n_jobs=1)
+        model.fit(X.iloc[rows_idx], y[rows_idx], categorical_feature=cats or "auto")
+        booster = model.booster_
+        calibrator = make_calibrator(calibration_method(config)).fit(
+            booster.predict(X.iloc[cal_idx], raw_score=True), y[cal_idx])
+        p = calibrator.predict(booster.predict(X.iloc[test_idx], raw_score=True))
+        rows.append({"fraction": fraction, "n_train": int(n), "positives": int(y[rows_idx].sum()),
+                     "n_trees": n_trees, "roc_auc": float(roc_auc_score(y[test_idx], p)),
+                     "log_loss": float(log_loss(y[test_idx], np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))})
+    return pd.DataFrame(rows, columns=["fraction", "n_train", "positives", "n_trees", "roc_auc", "log_loss"])

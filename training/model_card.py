@@ -1,0 +1,470 @@
+"""Model card (Markdown): data, label, exclusions, checks, test metrics with bootstrap CIs, bands, segments, limits."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from models.bundle import Bands
+from models.scorer import assign_bands, score_from_probability
+from training.backtest import MIN_CLASS_CASES
+
+if TYPE_CHECKING:
+    from training.train import TrainResult
+
+# Segments (and backtest folds) ranking worse than this are called out as weak in the card.
+WEAK_AUC = 0.6
+N_ECE_BINS = 15
+CI_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "calibration_in_the_large")
+METRIC_LABELS = {
+    "roc_auc": "ROC AUC", "pr_auc": "PR AUC", "brier": "Brier score", "ece": "ECE (15 bins)",
+    "calibration_in_the_large": "calibration-in-the-large", "log_loss": "log loss", "ece_noise_p95": "ECE noise p95",
+    "lift_top_decile": "top-decile lift", "mae_vs_truth": "mean abs. error vs truth", "positive_rate": "positive rate",
+    "mean_probability": "mean probability", "n": "leads",
+}
+_RANGES = {"roc_auc": (0.0, 1.0), "pr_auc": (0.0, 1.0), "brier": (0.0, 1.0), "ece": (0.0, 1.0),
+           "calibration_in_the_large": (-1.0, 1.0)}
+
+
+def format_metric(name: str, value: Any) -> str:
+    """One formatting rule for every table of the report (the HTML table and the card show the same text)."""
+    if value is None or (isinstance(value, float | np.floating) and not math.isfinite(float(value))):
+        return "n/a"
+    value = float(value)
+    if name in ("n", "positives", "n_train", "n_calibration", "n_trees"):
+        return f"{int(value):,}"
+    if name == "calibration_in_the_large":
+        return f"{value:+.4f}"
+    if name in ("brier", "ece", "ece_noise_p95", "ece_noise_floor", "log_loss", "mae_vs_truth"):
+        return f"{value:.4f}"
+    if name == "lift_top_decile":
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+# --- bootstrap -----------------------------------------------------------------------------------------------
+
+
+class _WeightedMetrics:
+    """The CI metrics under integer resampling weights, in O(n) per replicate (no re-sorting)."""
+
+    def __init__(self, y: np.ndarray, p: np.ndarray) -> None:
+        self.y = np.asarray(y, dtype="float64")
+        self.p = np.asarray(p, dtype="float64")
+        uniq, self.group = np.unique(self.p, return_inverse=True)  # ascending; ties share a group
+        self.n_groups = len(uniq)
+        self.bins = np.minimum((self.p * N_ECE_BINS).astype(int), N_ECE_BINS - 1)
+
+    def __call__(self, w: np.ndarray) -> dict[str, float]:
+        y, p = self.y, self.p
+        n = w.sum()
+        pos = np.bincount(self.group, weights=w * y, minlength=self.n_groups)
+        neg = np.bincount(self.group, weights=w * (1 - y), minlength=self.n_groups)
+        n_pos, n_neg = pos.sum(), neg.sum()
+        out = {"brier": float(np.dot(w, (p - y) ** 2) / n),
+               "calibration_in_the_large": float((np.dot(w, p) - np.dot(w, y)) / n)}
+        sum_p = np.bincount(self.bins, weights=w * p, minlength=N_ECE_BINS)
+        sum_y = np.bincount(self.bins, weights=w * y, minlength=N_ECE_BINS)
+        out["ece"] = float(np.abs(sum_p - sum_y).sum() / n)
+        if n_pos == 0 or n_neg == 0:
+            out["roc_auc"] = out["pr_auc"] = float("nan")
+            return out
+        neg_below = np.cumsum(neg) - neg
+        out["roc_auc"] = float((pos * (neg_below + 0.5 * neg)).sum() / (n_pos * n_neg))
+        # Average precision as scikit-learn defines it: thresholds from the highest probability down.
+        tp, fp = np.cumsum(pos[::-1]), np.cumsum(neg[::-1])
+        precision = tp / np.maximum(tp + fp, 1e-300)
+        recall_step = pos[::-1] / n_pos
+        out["pr_auc"] = float((recall_step * precision).sum())
+        return out
+
+
+def bootstrap_metrics(y: np.ndarray, curves: dict[str, np.ndarray], *, n_boot: int = 300, seed: int = 0,
+                      level: float = 0.95) -> pd.DataFrame:
+    """Point estimate and bootstrap CI of ROC AUC, PR AUC, Brier, ECE, calibration-in-the-large per model.
+
+    Rows are resampled with replacement, the same rows for every model (paired), so the differences between
+    models get their own CI (rows named "A - B"). The interval is the percentile interval shifted by the
+    bootstrap bias (mean of replicates - point estimate): ECE computed on a resample is biased upwards
+    (resampling adds noise), and the plain percentile interval can lie entirely above the point estimate.
+    """
+    y = np.asarray(y, dtype="float64")
+    names = list(curves)
+    evaluators = {name: _WeightedMetrics(y, np.asarray(p, dtype="float64")) for name, p in curves.items()}
+    ones = np.ones(len(y))
+    points = {name: ev(ones) for name, ev in evaluators.items()}
+    rng = np.random.default_rng(seed)
+    reps: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    for _ in range(n_boot):
+        w = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype("float64")
+        for name, ev in evaluators.items():
+            reps[name].append(ev(w))
+    tables = {name: pd.DataFrame(reps[name]) for name in names}
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    alpha = (1 - level) / 2
+    rows = []
+
+    def add(model: str, metric: str, point: float, draws: np.ndarray, bounded: bool) -> None:
+        draws = draws[np.isfinite(draws)]
+        if not draws.size or not math.isfinite(point):
+            rows.append({"model": model, "metric": metric, "point": point, "low": np.nan, "high": np.nan})
+            return
+        bias = draws.mean() - point
+        low, high = np.quantile(draws, alpha) - bias, np.quantile(draws, 1 - alpha) - bias
+        if bounded:
+            lo_r, hi_r = _RANGES[metric]
+            low, high = max(low, lo_r), min(high, hi_r)
+        rows.append({"model": model, "metric": metric, "point": point, "low": float(low), "high": float(high)})
+
+    for metric in CI_METRICS:
+        for name in names:
+            add(name, metric, points[name][metric], tables[name][metric].to_numpy(), True)
+        for a, b in pairs:
+            add(f"{a} - {b}", metric, points[a][metric] - points[b][metric],
+                (tables[a][metric] - tables[b][metric]).to_numpy(), False)
+    return pd.DataFrame(rows, columns=["model", "metric", "point", "low", "high"])
+
+
+# --- tables ----------------------------------------------------------------------------------------------------
+
+
+def band_table(probability: np.ndarray, label: np.ndarray, bands: Bands) -> pd.DataFrame:
+    """Per band (in band order): score range, leads, share, expected (sum of p) and observed conversions."""
+    p = np.asarray(probability, dtype="float64")
+    y = np.asarray(label, dtype="float64")
+    assigned = assign_bands(score_from_probability(p), bands)
+    names, cutoffs = list(bands.names), list(bands.cutoffs)
+    lows = [0, *cutoffs]
+    highs = [c - 1 for c in cutoffs] + [100]
+    rows = []
+    for name, low, high in zip(names, lows, highs, strict=True):
+        mask = assigned == name
+        n = int(mask.sum())
+        rows.append({"band": name, "scores": f"{low}-{high}", "n": n, "share": n / len(p) if len(p) else np.nan,
+                     "expected": float(p[mask].sum()), "observed": float(y[mask].sum()),
+                     "expected_rate": float(p[mask].mean()) if n else np.nan,
+                     "observed_rate": float(y[mask].mean()) if n else np.nan})
+    return pd.DataFrame(rows)
+
+
+def slice_table(result: TrainResult) -> pd.DataFrame:
+    """Leads, conversions, rate and as_of range of the train / calibration / test slices."""
+    frame, split = result.frame, result.split
+    y = frame.y
+    as_of = frame.as_of
+    rows = []
+    for name, mask in (("train", split.train), ("calibration", split.calibration), ("test", split.test)):
+        mask = np.asarray(mask)
+        t = as_of[mask]
+        rows.append({"slice": name, "n": int(mask.sum()), "positives": int(y[mask].sum()),
+                     "rate": float(y[mask].mean()) if mask.any() else np.nan,
+                     "as_of_from": _day(t.min()) if t.notna().any() else "",
+                     "as_of_to": _day(t.max()) if t.notna().any() else ""})
+    return pd.DataFrame(rows)
+
+
+def baseline_probabilities(result: TrainResult) -> np.ndarray:
+    """The logistic baseline's probabilities on the test slice."""
+    from training.train import _baseline_input
+
+    return result.baseline.predict_proba(_baseline_input(result.test_frame))[:, 1]
+
+
+def _day(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
+        return ""
+    return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(frame: pd.DataFrame, formats: dict[str, Any] | None = None) -> str:
+    """A GitHub-style Markdown table; `formats` maps a column to a callable or a metric name for format_metric."""
+    formats = formats or {}
+    if frame.empty:
+        return "(none)\n"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(_cell(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in frame.itertuples(index=False):
+        cells = []
+        for col, value in zip(cols, row, strict=True):
+            fmt = formats.get(col)
+            if callable(fmt):
+                cells.append(fmt(value))
+            elif isinstance(fmt, str):
+                cells.append(format_metric(fmt, value))
+            elif isinstance(value, float):
+                cells.append(format_metric("", value))
+            else:
+                cells.append(_cell(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None or not math.isfinite(float(value)) else f"{float(value):.1%}"
+
+
+# --- the card --------------------------------------------------------------------------------------------------
+
+
+def _label_definition(result: TrainResult) -> list[str]:
+    spec, data = result.bundle.spec, result.config.data
+    counts = result.counts
+    if data.label:
+        when = (f"as_of = `{spec.created_column}` + {spec.as_of_days} days" if _has_dates(result)
+                else "no creation time, so no as_of: features are the lead's attributes as exported")
+        return [f"- Label: the 0/1 column `{data.label}` as given in the export (no label window is applied); "
+                f"{when}."]
+    lines = [
+        f"- as_of rule: as_of = `{spec.created_column}` + {spec.as_of_days} days; features use only leads' "
+        f"attributes and events up to as_of.",
+        f"- Label window: label = 1 when the lead converted within {spec.label_window_days} days after as_of "
+        f"(converted in (as_of, as_of + {spec.label_window_days} days]), else 0.",
+    ]
+    left_out = [(k, counts.get(k)) for k in ("converted_before_as_of", "immature") if counts.get(k)]
+    if left_out:
+        why = {"converted_before_as_of": "already converted at as_of",
+               "immature": "label window not closed by the end of the data"}
+        lines.append("- Left out: " + "; ".join(f"{int(v):,} leads {why[k]}" for k, v in left_out) + ".")
+    return lines
+
+
+def _calibration_lines(result: TrainResult) -> list[str]:
+    cal = result.bundle.calibrator
+    meta = result.bundle.meta.get("calibration", {}) if isinstance(result.bundle.meta, dict) else {}
+    method = getattr(cal, "method", meta.get("method", "unknown"))
+    if method == "none":
+        lines = ["- Method: **none**: probability = logistic of the LightGBM margin, unchanged."]
+    else:
+        lines = [f"- Method: **{method}**, fitted on the LightGBM margin of the calibration slice (disjoint from "
+                 f"training and test)."]
+    if method != "none" and hasattr(cal, "a_") and hasattr(cal, "b_"):
+        lines.append(f"- Coefficients: calibrated logit = {cal.a_:.4f} x margin {cal.b_:+.4f}.")
+    elif hasattr(cal, "x_"):
+        lines.append(f"- Isotonic map with {len(cal.x_)} thresholds over margins {float(np.min(cal.x_)):.3f} to "
+                     f"{float(np.max(cal.x_)):.3f}.")
+    cv = meta.get("cv_log_loss") or result.params.get("calibration_cv_log_loss")
+    if cv:
+        lines.append("- Chosen by cross-validated log loss on the calibration slice: " +
+                     ", ".join(f"{k} {v:.4f}" for k, v in cv.items()) + ".")
+    raw, calibrated = result.metrics.get("model_uncalibrated"), result.metrics.get("model")
+    if raw and calibrated:
+        lines.append("- Test slice before -> after calibration: " + "; ".join(
+            f"{METRIC_LABELS[m]} {format_metric(m, raw[m])} -> {format_metric(m, calibrated[m])}"
+            for m in ("log_loss", "brier", "ece", "calibration_in_the_large") if m in raw and m in calibrated) + ".")
+    return lines
+
+
+def _ci_table(ci: pd.DataFrame, names: Sequence[str]) -> str:
+    rows = []
+    for metric in CI_METRICS:
+        row = {"metric": METRIC_LABELS[metric]}
+        for name in names:
+            hit = ci[(ci["model"] == name) & (ci["metric"] == metric)]
+            if hit.empty:
+                row[name] = "n/a"
+                continue
+            r = hit.iloc[0]
+            row[name] = (f"{format_metric(metric, r['point'])} "
+                         f"[{format_metric(metric, r['low'])}, {format_metric(metric, r['high'])}]")
+        rows.append(row)
+    return markdown_table(pd.DataFrame(rows))
+
+
+def model_card(result: TrainResult, *, version: str | None = None, segments: pd.DataFrame | None = None,
+               backtest: pd.DataFrame | None = None, n_boot: int = 300, seed: int = 0,
+               learning: pd.DataFrame | None = None) -> str:
+    """The model card as Markdown: what the model is, what it learned from, how well it does, where not to use it."""
+    spec, bundle, config = result.bundle.spec, result.bundle, result.config
+    window = bundle.meta.get("training_window", {}) if isinstance(bundle.meta, dict) else {}
+    test = result.test_frame
+    y = test.y
+    p_model = result.test_scores["probability"].to_numpy(dtype="float64")
+    p_base = baseline_probabilities(result)
+    out: list[str] = [f"# Model card: lead conversion model{f' {version}' if version else ''}", ""]
+
+    n_event = len(spec.event_feature_names)
+    out += ["## Model", "",
+            f"- Calibrated LightGBM ({result.params.get('n_trees', bundle.booster.num_trees())} trees, learning rate "
+            f"{config.model.learning_rate}, {config.model.num_leaves} leaves) on {len(spec.feature_names)} features "
+            f"({len(spec.numeric_columns)} numeric, {len(spec.categorical_columns)} categorical, {n_event} from "
+            f"events); compared with a logistic-regression baseline on the same features.",
+            f"- Output: probability of converting, a 0-100 score (probability in points) and a band "
+            f"({' / '.join(bundle.bands.names)}).", ""]
+
+    out += ["## Training window", ""]
+    if window.get("train_as_of_min"):
+        out += [f"- Split: {window.get('split')} (train < calibration < test by as_of).",
+                f"- Training leads: as_of {_day(window['train_as_of_min'])} to {_day(window['train_as_of_max'])}.",
+                f"- Calibration leads: as_of from {_day(window['calibration_start'])}; test leads: as_of "
+                f"{_day(window['test_start'])} to {_day(window['test_as_of_max'])}.",
+                f"- Data end (last date seen in the export): {_day(window.get('data_end')) or 'n/a'}.", ""]
+    else:
+        out += [f"- Split: {window.get('split', result.split.method)}: no creation dates, so no time window.", ""]
+
+    out += ["## Label", "", *_label_definition(result), ""]
+
+    out += ["## Data", "", markdown_table(slice_table(result), {"n": "n", "positives": "n", "rate": _pct}), ""]
+
+    dropped = pd.DataFrame(sorted(spec.dropped_columns.items()), columns=["column", "reason"])
+    out += ["## Excluded and dropped columns", "",
+            "Columns of the lead table that are not features, and why (config exclusions and automatic drops):", "",
+            markdown_table(dropped), ""]
+
+    problems = list(result.checks.problems) if result.checks is not None else []
+    serious = [p for p in problems if p.get("severity") in ("fatal", "warning")]
+    notes = [p for p in problems if p.get("severity") not in ("fatal", "warning")]
+    out += ["## Data check findings", ""]
+    if result.checks is None:
+        out += ["Data checks were not recorded for this run.", ""]
+    elif serious:
+        table = pd.DataFrame(serious)[["severity", "check", "column", "message"]]
+        out += [markdown_table(table), ""]
+    else:
+        out += ["No warnings or fatal findings.", ""]
+    if notes:
+        out += ["Notes:", "", *[f"- {p['message']}" for p in notes], ""]
+
+    names = {"model": "LightGBM (calibrated)", "baseline": "logistic baseline"}
+    ci = bootstrap_metrics(y, {names["model"]: p_model, names["baseline"]: p_base}, n_boot=n_boot, seed=seed)
+    diff_name = f"{names['model']} - {names['baseline']}"
+    diff = ci[(ci["model"] == diff_name) & (ci["metric"] == "roc_auc")]
+    m = result.metrics.get("model", {})
+    out += ["## Test metrics", "",
+            f"On the held-out test slice ({len(y):,} leads, {int(y.sum()):,} conversions). Brackets: 95% bootstrap "
+            f"interval ({n_boot} paired resamples of the test leads, percentile interval corrected for the "
+            f"bootstrap bias).", "",
+            _ci_table(ci, [names["model"], names["baseline"]]), ""]
+    if not diff.empty:
+        d = diff.iloc[0]
+        out += [f"- ROC AUC difference (model - baseline): {d['point']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}].", ]
+    if "ece_noise_p95" in m:
+        out += [f"- ECE noise level: a perfectly calibrated model would show an ECE up to "
+                f"{format_metric('ece', m['ece_noise_p95'])} (95th percentile) on this many leads."]
+    if "lift_top_decile" in m:
+        out += [f"- Top-decile lift: {format_metric('lift_top_decile', m['lift_top_decile'])} (baseline "
+                f"{format_metric('lift_top_decile', result.metrics.get('baseline', {}).get('lift_top_decile'))})."]
+    out += [""]
+
+    out += ["## Calibration", "", *_calibration_lines(result), ""]
+
+    bands = band_table(p_model, y, bundle.bands)
+    out += ["## Score bands", "",
+            f"Cut-offs (lowest score of each band after the first): "
+            f"{', '.join(f'{n} >= {c}' for n, c in zip(bundle.bands.names[1:], bundle.bands.cutoffs, strict=True))}."
+            f" Expected conversions are the sum of the calibrated probabilities; observed are the test outcomes.", "",
+            markdown_table(bands, {"n": "n", "share": _pct, "expected": lambda v: f"{v:.1f}",
+                                   "observed": lambda v: f"{v:.0f}", "expected_rate": _pct,
+                                   "observed_rate": _pct}), ""]
+
+    out += ["## Segments", ""]
+    if segments is None or segments.empty:
+        out += ["Not computed.", ""]
+    else:
+        out += [f"Test slice by segment; ROC AUC only where a segment has at least {MIN_CLASS_CASES} conversions "
+                f"and {MIN_CLASS_CASES} non-conversions. Weakest segments first within each column.", "",
+                markdown_table(segments, {"n": "n", "positives": "n", "rate": _pct, "mean_probability": _pct,
+                                          "roc_auc": "roc_auc",
+                                          "calibration_in_the_large": "calibration_in_the_large"}), ""]
+
+    out += ["## Backtest", ""]
+    if backtest is None or backtest.empty:
+        out += ["Not run (needs creation dates and enough months).", ""]
+    else:
+        shown = backtest[["test_period", "calibration_period", "calibration", "train_end", "n_train", "n", "positives",
+                          "roc_auc", "ece", "calibration_in_the_large", "brier"]].copy()
+        shown["train_end"] = shown["train_end"].map(_day)
+        auc = backtest["roc_auc"].dropna()
+        out += ["Rolling origin by month of as_of: each fold fits LightGBM (as in training) on every earlier month "
+                "except the last, calibrates on that last month and tests on the next one.", "",
+                markdown_table(shown, {"n_train": "n", "n": "n", "positives": "n", "roc_auc": "roc_auc",
+                                       "ece": "ece", "calibration_in_the_large": "calibration_in_the_large",
+                                       "brier": "brier"}), ""]
+        if len(auc):
+            out += [f"- ROC AUC over {len(auc)} folds: {auc.min():.3f} to {auc.max():.3f} (mean {auc.mean():.3f}).",
+                    ""]
+
+    if learning is not None and not learning.empty:
+        out += ["## Learning curve", "",
+                "Test metrics when fitting on the most recent share of the training slice (fixed tree count, "
+                "same calibration slice):", "",
+                markdown_table(learning, {"fraction": _pct, "n_train": "n", "positives": "n", "n_trees": "n",
+                                          "roc_auc": "roc_auc", "log_loss": "log_loss"}), ""]
+
+    out += ["## Intended use and limits", "", *_limits(result, segments, backtest), ""]
+    return "\n".join(out)
+
+
+def _limits(result: TrainResult, segments: pd.DataFrame | None, backtest: pd.DataFrame | None) -> list[str]:
+    spec = result.bundle.spec
+    window = result.bundle.meta.get("training_window", {}) if isinstance(result.bundle.meta, dict) else {}
+    lines = []
+    if not _has_dates(result):
+        return [
+            f"- Scores leads from their attributes as exported: the probability that the "
+            f"`{result.config.data.label or 'label'}` outcome is 1. There are no creation dates, so nothing "
+            f"guarantees the attributes were known before the outcome: check every feature is filled in before a "
+            f"lead is scored.",
+            "- The split was random, not by time: the test metrics do not show how the model holds up on later "
+            "leads, and no backtest was possible.",
+            *_segment_limits(segments),
+            "- Probabilities hold for the lead mix seen in training; a change in sources or campaigns shifts the base "
+            "rate. The score ranks and estimates; it is not a decision on its own.",
+        ]
+    if result.config.data.label:
+        lines.append(f"- Scores leads as of `{spec.created_column}` + {spec.as_of_days} days: the probability that "
+                     f"the `{result.config.data.label}` outcome is 1.")
+    else:
+        lines.append(f"- Scores leads as of `{spec.created_column}` + {spec.as_of_days} days: the probability of "
+                     f"converting within the following {spec.label_window_days} days.")
+    lines.append(f"- Every training lead was seen exactly {spec.as_of_days} days after creation. Not for leads "
+                 f"already older than that when scored: an older lead has had more time to act (and to convert), "
+                 f"so its probability is not comparable; score each lead once at created + {spec.as_of_days} days, "
+                 f"or check calibration on older leads first. Not for leads that already converted.")
+    if window.get("train_as_of_min"):
+        lines.append(f"- Learned from leads with as_of {_day(window['train_as_of_min'])} to "
+                     f"{_day(window['train_as_of_max'])}; measured on leads up to {_day(window['test_as_of_max'])}. "
+                     f"Re-check calibration (expected vs observed per band) on each month of new outcomes.")
+    lines.append("- Category values never (or rarely) seen in training are treated as missing; a new lead source "
+                 "or market is scored as if its value were unknown.")
+    lines += _segment_limits(segments)
+    if backtest is not None and not backtest.empty:
+        weak_folds = backtest[backtest["roc_auc"] < WEAK_AUC]
+        if not weak_folds.empty:
+            lines.append("- Backtest months with ROC AUC < 0.6: " + ", ".join(weak_folds["test_period"]) + ".")
+        lines.append("- Backtest caveat: the labels of the last training months close after the fold's test month "
+                     "starts (as in the main time split), so a fold uses outcomes that were not yet known on its "
+                     "first day.")
+    lines.append("- Probabilities hold for the lead mix seen in training; a change in sources or campaigns shifts "
+                 "the base rate. The score ranks and estimates; it is not a decision on its own.")
+    return lines
+
+
+def _has_dates(result: TrainResult) -> bool:
+    return bool(result.frame.as_of.notna().any())
+
+
+def _segment_limits(segments: pd.DataFrame | None) -> list[str]:
+    lines: list[str] = []
+    if segments is None or segments.empty:
+        return lines
+    weak = segments[segments["roc_auc"] < WEAK_AUC]
+    unranked = segments[segments["roc_auc"].isna()]
+    if weak.empty:
+        lines.append(f"- No segment ranks worse than ROC AUC {WEAK_AUC} on the test slice.")
+    else:
+        lines.append(f"- Segments with ROC AUC < {WEAK_AUC} (ranking within them is weak): " + ", ".join(
+            f"{r.column} = {r.segment} ({r.roc_auc:.3f}, {int(r.n):,} leads)" for r in weak.itertuples()) + ".")
+    if not unranked.empty:
+        lines.append("- Too few conversions or non-conversions to judge ranking: " + ", ".join(
+            f"{r.column} = {r.segment} ({int(r.n):,} leads, {int(r.positives)} conversions)"
+            for r in unranked.itertuples()) + ".")
+    return lines
