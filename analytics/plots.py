@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.funnel import ALL
+from features.io import write_bytes
 
 
 def _plt() -> Any:
@@ -52,16 +53,7 @@ def figure_base64(fig: Any) -> str:
 
 def write_png(png: bytes, path: str | os.PathLike) -> Path:
     """Write PNG bytes atomically (temp file beside the target, then rename); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(png)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes(png, path)
 
 
 def save_figure(fig: Any, path: str | os.PathLike) -> Path:

@@ -360,13 +360,15 @@ def event_features(
 
 
 def resolve_as_of(
-    leads: pd.DataFrame, spec: FeatureSpec, as_of: pd.Timestamp | str | None, *, source: str
+    leads: pd.DataFrame, spec: FeatureSpec | None, as_of: pd.Timestamp | str | None, *, source: str
 ) -> pd.Series:
     """Per-lead as_of: an explicit time for all leads, else the leads' `as_of` column, else now (UTC).
 
     `as_of="created"` applies the training rule instead: each lead's creation time + `spec.as_of_days`.
     """
     if isinstance(as_of, str) and as_of.strip().lower() == "created":
+        if spec is None:
+            raise DataError(f"{source}: as_of 'created' needs a model's as-of rule")
         require_columns(leads, [spec.created_column], source=source)
         created = parse_timestamps(leads[spec.created_column], source=source, column=spec.created_column,
                                    allow_missing=False)

@@ -275,18 +275,23 @@ def config_from_dict(values: dict[str, Any] | None, where: str = "config") -> Tr
     return _build(TrainConfig, values or {}, where)
 
 
-def load_config(path: str | os.PathLike) -> TrainConfig:
-    """Read a YAML config file into a TrainConfig."""
+def read_yaml(path: str | os.PathLike, *, what: str = "config") -> Any:
+    """Parse a YAML file; a missing file or invalid YAML is a one-line ConfigError naming the file."""
     import yaml
 
     path = Path(path)
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: config file not found") from exc
+        raise ConfigError(f"{path}: {what} file not found") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
-    return resolve_paths(_build(TrainConfig, values or {}, str(path)), path.parent)
+        raise ConfigError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from exc
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Read a YAML config file into a TrainConfig."""
+    values = read_yaml(path)
+    return resolve_paths(_build(TrainConfig, values or {}, str(path)), Path(path).parent)
 
 
 def resolve_paths(config: TrainConfig, base: str | os.PathLike) -> TrainConfig:

@@ -226,6 +226,20 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     return path
 
 
+def write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write a binary file (a PNG) atomically."""
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_text(text: str, path: str | os.PathLike) -> Path:
     """Write a text file (JSON, HTML, YAML) atomically."""
     path = Path(path)

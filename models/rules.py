@@ -15,12 +15,13 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from features.build import resolve_as_of
+from features.config import read_yaml
 from features.errors import ConfigError, DataError, describe_rows
 from features.io import parse_numbers, parse_timestamps, require_columns
 
@@ -288,15 +289,7 @@ def rules_from_dict(values: dict[str, Any], where: str = "rules") -> RuleSet:
 
 def load_rules(path: str | os.PathLike) -> RuleSet:
     """Read a YAML rule file into a RuleSet (ConfigError naming the file and key path on problems)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: rule file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from exc
+    values = read_yaml(path, what="rule")
     return rules_from_dict(values if values is not None else {}, str(path))
 
 
@@ -308,19 +301,8 @@ def _micros(stamps: pd.Series) -> np.ndarray:
 
 
 def _resolve_as_of(leads: pd.DataFrame, as_of: pd.Timestamp | str | None, source: str) -> pd.Series:
-    """Explicit as_of for every lead, else the leads' `as_of` column, else now (UTC) — as features.build."""
-    if as_of is not None:
-        try:
-            stamp = pd.Timestamp(as_of)
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"{source}: as_of: cannot parse {as_of!r} as a date/time") from exc
-        if pd.isna(stamp):
-            raise DataError(f"{source}: as_of: cannot parse {as_of!r} as a date/time")
-        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-        return pd.Series(stamp, index=leads.index).astype("datetime64[us, UTC]")
-    if AS_OF in leads.columns:
-        return parse_timestamps(leads[AS_OF], source=source, column=AS_OF, allow_missing=False)
-    return pd.Series(pd.Timestamp.now(tz="UTC"), index=leads.index).astype("datetime64[us, UTC]")
+    """Explicit as_of for every lead, else the leads' `as_of` column, else now (UTC): the model's rule."""
+    return resolve_as_of(leads, None, as_of, source=source)
 
 
 def _numbers(values: pd.Series, source: str, column: str) -> pd.Series:

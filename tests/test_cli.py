@@ -124,6 +124,12 @@ OUTCOMES = "lead_id,converted_at\n1,2025-01-20\n"
      "leads.csv: column 'won': label has a single class (all 0); need both 0 and 1"),
     ("lead_id,created_at\n1,2025-01-01\n", None, ["--label", "won"],
      "leads.csv: missing label column 'won' (and no outcomes table was given)"),
+    ("lead_id,created_at\n1,2025-01-01\n2,2025-01-02\n1,2025-01-03\n", OUTCOMES, [],
+     "leads.csv: column 'lead_id': duplicate lead id (row 3)"),
+    ("lead_id;created_at;revenue\n1;2025-01-01;$1,200.50\n2;2025-01-02;$900.00\n", OUTCOMES, [],
+     "leads.csv: column 'revenue': numbers are written with currency or thousands separators (e.g. '$1,200.50')"),
+    ("\ufefflead_id,created_at,won\n1,2025-01-01,1\n2,not-a-date,0\n", None, ["--label", "won"],
+     "leads.csv: column 'created_at': cannot parse 'not-a-date' as a date/time (row 2)"),
 ])
 def test_train_bad_input_is_one_line_error_and_writes_nothing(tmp_path, leads, outcomes, extra, expected):
     args = ["train", "--leads", _write(tmp_path / "leads.csv", leads), "--workdir", tmp_path / "work", *extra]
