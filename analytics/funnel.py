@@ -209,7 +209,9 @@ def conversion_by_channel(
     frame["_days"] = _days(conv_at, frame["created_at"]).where(ok)
     stages = _has_stages(frame)
     if stages:
-        opp = _by_before(frame, "opportunity_at", when)
+        # Reaching a later stage implies the opportunity, even when the CRM skipped recording it.
+        opp = (_by_before(frame, "opportunity_at", when) | _by_before(frame, "won_at", when)
+               | _by_before(frame, "lost_at", when))
         frame["_opp"] = opp
         frame["_won"] = opp & _by_before(frame, "won_at", when)
         frame["_lost"] = opp & _by_before(frame, "lost_at", when) & ~frame["_won"]

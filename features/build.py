@@ -128,6 +128,8 @@ def fit_spec(
         dropped[col] = f"no value seen at least {features.min_category_count} times"
         del vocab[col]
     if events is not None:
+        require_columns(events, [data.event_lead_id, data.event_time, data.event_type], source="events",
+                        what="event")
         if features.event_types is not None:
             event_types = tuple(features.event_types)
         else:

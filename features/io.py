@@ -112,6 +112,26 @@ def _bad_rows(mask: np.ndarray | pd.Series) -> list[int]:
     return [int(i) + 1 for i in np.flatnonzero(np.asarray(mask))]
 
 
+_SLASHED = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})")
+
+
+def _day_first(text: pd.Series, source: str, column: str) -> bool:
+    """Decide once per column whether 03/04/2025 means 3 April (day first) or 4 March.
+
+    Parsing cell by cell would read a European export month-first whenever the day is 12 or less.
+    """
+    parts = text.dropna().str.extract(_SLASHED).dropna()
+    if parts.empty:
+        return False
+    first, second = parts[0].astype(int), parts[1].astype(int)
+    day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
+    if day_first and month_first:
+        raise DataError(f"{source}: column {column!r}: dates mix day-first and month-first order "
+                        f"(e.g. {text.dropna()[first.index[first > 12][0]]!r} and "
+                        f"{text.dropna()[second.index[second > 12][0]]!r})")
+    return day_first
+
+
 def parse_timestamps(values: pd.Series, *, source: str, column: str, allow_missing: bool = True) -> pd.Series:
     """Parse a column to UTC timestamps (naive values are read as UTC). One-line DataError on failure."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
@@ -120,7 +140,8 @@ def parse_timestamps(values: pd.Series, *, source: str, column: str, allow_missi
         return values.dt.tz_localize("UTC")
     text = values.astype("string").str.strip()
     text = text.mask(text == "")
-    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed", dayfirst=_day_first(text, source,
+                                                                                                  column))
     bad = parsed.isna() & text.notna()
     if bad.any():
         rows = _bad_rows(bad)
@@ -146,7 +167,7 @@ def looks_formatted(values: pd.Series, share: float = 0.95) -> str | None:
     text = text[text != ""]
     if text.empty:
         return None
-    matches = text.str.match(_FORMATTED)
+    matches = text.str.match(_FORMATTED) | text.str.fullmatch(r"[-+]?\d+(?:,\d+)?")
     formatted = matches & ~text.str.fullmatch(r"[-+]?\d+(?:\.\d+)?")
     if matches.mean() >= share and formatted.any():
         return str(text[formatted].iloc[0])

@@ -53,9 +53,10 @@ def label_leads(
     conv = leads[id_column].map(converted)
     conv = pd.to_datetime(conv, utc=True).astype("datetime64[us, UTC]")
     window_end = as_of + pd.Timedelta(days=window_days)
+    no_date = as_of.isna()
     before = conv.notna() & (conv <= as_of)
-    immature = ~before & (window_end > data_end)
-    keep = ~(before | immature)
+    immature = ~before & (window_end > data_end) & ~no_date
+    keep = ~(before | immature | no_date)
     label = (conv.notna() & (conv > as_of) & (conv <= window_end)).astype("int8")
     out = leads.loc[keep].copy()
     out[AS_OF] = as_of[keep]
@@ -64,6 +65,7 @@ def label_leads(
         "leads": len(leads),
         "converted_before_as_of": int(before.sum()),
         "immature": int(immature.sum()),
+        "missing_created_at": int(no_date.sum()),
         "labelled": int(keep.sum()),
         "positives": int(out[LABEL].sum()),
     }

@@ -321,6 +321,11 @@ def compare_with_rules(
     comparison = compare_model_and_rules(predictor, rules, dataset.leads, dataset.outcomes, dataset.events,
                                          labels_from=config.data.label, window=window,
                                          capacity_per_week=capacity_per_week)
+    if rule_score_column is not None:
+        comparison = dataclasses.replace(comparison, notes=comparison.notes + (
+            f"The rule score comes from column {rule_score_column!r} of the export, a snapshot taken at export "
+            f"time: it may already reflect activity after each lead's as_of (even after conversion), so this is "
+            f"not a point-in-time comparison and favours the rules. Score the rules with --rules for a fair one.",))
     files = write_comparison_report(comparison, report_dir)
     run_id = None
     if log:
@@ -383,11 +388,13 @@ def promote(
                                      labels_from=config.data.label)
     rows = labelled.leads
     window: dict[str, Any] = {"labels": how}
-    test_start = (challenger.bundle.meta.get("training_window") or {}).get("test_start")
+    starts = [(p.bundle.meta.get("training_window") or {}).get("test_start") for p in (champion, challenger)]
     dated = rows[AS_OF].notna().all()
-    if test_start and dated:
-        rows = rows.loc[(rows[AS_OF] >= pd.Timestamp(test_start)).to_numpy()].reset_index(drop=True)
-        window.update(kind="challenger's test window", test_start=test_start)
+    if all(starts) and dated:
+        # The later of the two test starts: neither model trained or calibrated on any lead compared.
+        test_start = max(pd.Timestamp(t) for t in starts)
+        rows = rows.loc[(rows[AS_OF] >= test_start).to_numpy()].reset_index(drop=True)
+        window.update(kind="challenger's test window", test_start=test_start.isoformat())
     else:
         window.update(kind="all given leads (no time-split test window): pass leads neither model trained on")
     if len(rows) == 0 or rows[LABEL].nunique() < 2:

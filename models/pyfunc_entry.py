@@ -18,7 +18,10 @@ class LeadScorePyfunc(PythonModel):
         from models.bundle import ModelBundle
         from models.scorer import ModelScorer
 
-        self._scorer = ModelScorer(ModelBundle.load(context.artifacts["bundle"]))
+        # The bundle's manifest hash travels in the model config, so a pyfunc load (Spark UDF, mlflow serve)
+        # verifies the files just as the predictor does.
+        expected = (getattr(context, "model_config", None) or {}).get("bundle_manifest_sha256")
+        self._scorer = ModelScorer(ModelBundle.load(context.artifacts["bundle"], expected_manifest_sha256=expected))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         scorer = self._scorer

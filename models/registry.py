@@ -209,6 +209,7 @@ def log_training_run(
                                   f"pandas=={pd.__version__}", f"numpy=={numpy.__version__}",
                                   f"scikit-learn=={sklearn.__version__}"],
                 metadata={SHA_TAG: sha},
+                model_config={SHA_TAG: sha},
                 input_example=input_example,
             )
             run_id = run.info.run_id
@@ -280,6 +281,10 @@ def load_bundle(uri: str | os.PathLike, *, tracking_uri: str | None = None) -> M
         expected = _recorded_sha(text, tracking_uri)
     except Exception as exc:
         raise DataError(f"{text}: cannot resolve model in tracking store {tracking_uri} ({exc})") from exc
+    if expected is None and text.startswith(("models:/", "runs:/")):
+        # Fail closed: without the hash recorded at training time the files cannot be trusted.
+        raise BundleError(f"{text}: no bundle hash ({SHA_TAG}) recorded with its run; refusing to load "
+                          f"(use models:/name@alias or models:/name/version of a leadscore model)")
     with tempfile.TemporaryDirectory(prefix="leadscore-model-") as tmp:
         try:
             path = Path(mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tmp))

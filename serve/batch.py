@@ -8,8 +8,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from features.build import REJECT_REASON
 from features.io import read_table, table_format, write_table
 from serve.predictor import Predictor
 
@@ -83,7 +85,25 @@ def score_frames(
         events = _events_for(events, predictor, leads)
     parts, reject_parts, stats = [], [], {}
     total = len(leads)
-    for start in range(0, total, chunk_size):
+    leads = leads.reset_index(drop=True)
+    id_col = predictor.spec.id_column
+    if id_col in leads.columns:
+        # Duplicates across chunk boundaries: one chunk alone cannot see them, so they are set aside here.
+        ids = leads[id_col].astype("string").str.strip()
+        dupes = ids.duplicated(keep="first") & ids.notna() & (ids != "")
+        if dupes.any():
+            rejected = leads.loc[dupes].copy()
+            rejected.insert(0, "input_row", np.flatnonzero(dupes.to_numpy()) + 1)
+            rejected[REJECT_REASON] = f"column {id_col!r}: duplicate lead id"
+            reject_parts.append(rejected)
+            keep_rows = np.flatnonzero(~dupes.to_numpy())
+            leads = leads.loc[~dupes]
+        else:
+            keep_rows = np.arange(total)
+    else:
+        keep_rows = np.arange(total)
+    leads = leads.reset_index(drop=True)
+    for start in range(0, len(leads), chunk_size):
         chunk = leads.iloc[start:start + chunk_size]
         chunk_events = None
         if events is not None:
@@ -92,12 +112,16 @@ def score_frames(
         result = predictor.score_detailed(chunk, chunk_events, as_of, reasons=reasons, keep_columns=keep_columns,
                                           source=sources["leads"], events_source=sources["events"])
         parts.append(result.scores)
-        reject_parts.append(result.rejects)
+        rejects = result.rejects
+        if "input_row" in rejects.columns:
+            # Chunk-relative row numbers back to the file's rows.
+            rejects = rejects.assign(input_row=keep_rows[rejects["input_row"].to_numpy(dtype=int) - 1] + 1)
+        reject_parts.append(rejects)
         for key, value in result.stats.items():
             if isinstance(value, int | float):
                 stats[key] = stats.get(key, 0) + value
         if progress is not None:
-            progress(min(start + chunk_size, total), total)
+            progress(min(start + chunk_size, len(leads)), len(leads))
     scores = pd.concat(parts, ignore_index=True)
     rejects = pd.concat(reject_parts, ignore_index=True)
     write_table(scores, out_path)

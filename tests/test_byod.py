@@ -305,3 +305,38 @@ def test_leadforge_opportunity_stage_is_flagged_when_offered(leadforge_bundle, t
     with pytest.raises(DataCheckFailed, match="'opp_stage' alone ranks the label"):
         dataset, cfg = load_inputs(load_config(leaky))
         train_model(dataset.leads, dataset.outcomes, dataset.events, cfg)
+
+
+def test_duplicates_across_chunks_go_to_rejects_with_file_rows(tmp_path):
+    from serve.batch import score_frames
+
+    result = train_model(_flat(), config=_cfg(decimal="."))
+    new = _flat(12, seed=4).drop(columns="Won")
+    new.loc[10, "Lead ID"] = new.loc[1, "Lead ID"]  # same id in two different chunks
+    new.loc[7, "Visits"] = "lots"
+    out = score_frames(Predictor(result.bundle), new, tmp_path / "s.csv", chunk_size=5)
+    rejects = pd.read_csv(out.rejects)
+    assert out.scored_rows + out.rejected_rows == 12
+    assert dict(zip(rejects["input_row"], rejects["reject_reason"], strict=True)) == {
+        11: "column 'Lead ID': duplicate lead id", 8: "column 'Visits': not a number"}
+
+
+def test_day_first_dates_and_decimal_commas_are_not_misread():
+    from features.io import looks_formatted, parse_timestamps
+
+    stamps = parse_timestamps(pd.Series(["03/04/2025", "13/04/2025"]), source="s", column="c")
+    assert [t.month for t in stamps] == [4, 4]
+    with pytest.raises(DataError, match="dates mix day-first and month-first order"):
+        parse_timestamps(pd.Series(["13/04/2025", "04/13/2025"]), source="s", column="c")
+    assert looks_formatted(pd.Series(["52,37", "7,5", "3"])) == "52,37"
+    flat = _flat().drop(columns="Revenue").assign(Ratio=[f"{v},5" for v in range(600)])
+    with pytest.raises(DataError, match="column 'Ratio': numbers are written with currency or thousands"):
+        train_model(flat, config=_cfg(decimal=None))
+    assert "Ratio" in train_model(flat, config=_cfg(decimal=",")).bundle.spec.numeric_columns
+
+
+def test_events_without_the_configured_columns_are_a_one_line_error():
+    leads = _flat().assign(created_at="2025-01-01")
+    events = pd.DataFrame({"Lead ID": ["X00001"], "when": ["2025-01-02"], "type": ["visit"]})
+    with pytest.raises(DataError, match="missing required event columns 'lead_id', 'timestamp', 'event_type'"):
+        train_model(leads, events=events, config=_cfg(decimal="."))

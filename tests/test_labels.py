@@ -28,7 +28,8 @@ def test_label_window_and_exclusions():
                       window_days=90, data_end=pd.Timestamp("2025-06-30", tz="UTC"))
     labels = dict(zip(out.leads["lead_id"], out.leads[LABEL], strict=True))
     assert labels == {"inside": 1, "after_window": 0, "never": 0}
-    assert out.counts == {"leads": 5, "converted_before_as_of": 1, "immature": 1, "labelled": 3, "positives": 1}
+    assert out.counts == {"leads": 5, "converted_before_as_of": 1, "immature": 1, "missing_created_at": 0,
+                          "labelled": 3, "positives": 1}
     assert (out.leads["as_of"] == pd.Timestamp("2025-01-15", tz="UTC")).all()
 
 
@@ -47,3 +48,13 @@ def test_no_closed_window_is_an_error():
     with pytest.raises(DataError, match="no lead has a closed label window"):
         label_leads(_leads(), _converted(), id_column="lead_id", created_column="created_at", as_of_days=14,
                     window_days=90, data_end=pd.Timestamp("2025-02-01", tz="UTC"))
+
+
+def test_leads_without_a_creation_time_are_left_out_and_counted():
+    leads = pd.concat([_leads(), _leads().iloc[[1]].assign(lead_id="inside2")], ignore_index=True)
+    converted = pd.concat([_converted(), pd.Series({"inside2": _converted()["inside"]})])
+    leads.loc[1, "created_at"] = pd.NaT  # "inside" converted; without a date it must not become a 0
+    out = label_leads(leads, converted, id_column="lead_id", created_column="created_at", as_of_days=14,
+                      window_days=90, data_end=pd.Timestamp("2025-06-30", tz="UTC"))
+    assert "inside" not in set(out.leads["lead_id"])
+    assert out.counts["missing_created_at"] == 1 and out.counts["labelled"] == 3

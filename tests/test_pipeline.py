@@ -131,3 +131,11 @@ def test_registry_calls_leave_no_tracking_uri_behind(logged, tmp_path):
     load_pyfunc("models:/lead-conversion@champion", tracking_uri=run.tracking_uri)
     assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
     assert default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+
+
+def test_registry_loads_fail_closed_without_a_recorded_hash(logged):
+    from models.bundle import BundleError
+
+    _, run, _ = logged
+    with pytest.raises(BundleError, match="no bundle hash .* refusing to load"):
+        load_bundle("models:/lead-conversion", tracking_uri=run.tracking_uri)

@@ -60,18 +60,24 @@ def library_versions() -> dict[str, str]:
 
 
 def band_cutoffs(probabilities: np.ndarray, shares: tuple[float, ...]) -> tuple[int, ...]:
-    """Integer score cut-offs so the top shares of these leads fall in the upper bands (capacity rule)."""
+    """Integer score cut-offs so the top shares of these leads fall in the upper bands (capacity rule).
+
+    Scores are integers and often tied, so each cut-off is the score whose "at or above" share is closest to
+    the target share (not simply the quantile, which puts every tied lead in the upper band).
+    """
     scores = score_from_probability(probabilities)
+    candidates = np.arange(0, 102)
+    at_or_above = np.array([(scores >= c).mean() for c in candidates])
     cutoffs = []
     cumulative = 0.0
     for share in reversed(shares):
         cumulative += share
-        cutoffs.append(int(np.ceil(np.quantile(scores, 1 - cumulative, method="higher"))))
+        cutoffs.append(int(candidates[np.argmin(np.abs(at_or_above - cumulative))]))
     cutoffs = sorted(cutoffs)
     # Strictly increasing, so every band can be reached.
     for i in range(1, len(cutoffs)):
         cutoffs[i] = max(cutoffs[i], cutoffs[i - 1] + 1)
-    return tuple(min(c, 100) for c in cutoffs)
+    return tuple(min(max(c, 1), 100) for c in cutoffs)
 
 
 def fit_lightgbm(frame: LeadFrame, train: np.ndarray, config: TrainConfig) -> tuple[Any, dict[str, Any]]:
