@@ -278,9 +278,9 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
 def apply_na_values(frame: pd.DataFrame, na_values: Iterable[str]) -> pd.DataFrame:
     """Treat placeholder cells ("Select", "N/A - not given") as missing in every text column."""
     markers = [str(v) for v in na_values]
+    out = frame.copy()  # always a new frame: callers type its columns in place
     if not markers:
-        return frame
-    out = frame.copy()
+        return out
     for col in out.columns:
         if pd.api.types.is_object_dtype(out[col].dtype) or pd.api.types.is_string_dtype(out[col].dtype):
             stripped = out[col].astype("string").str.strip()

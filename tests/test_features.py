@@ -175,3 +175,11 @@ def test_explicit_as_of_that_is_not_a_date_is_a_one_line_error():
     spec = _spec(leads, events)
     with pytest.raises(DataError, match="list.csv: as_of: cannot parse 'tomorrow-ish' as a date/time"):
         resolve_as_of(leads, spec, "tomorrow-ish", source="list.csv")
+
+
+def test_typing_never_mutates_the_callers_frame():
+    leads, events = _leads(), _events()
+    spec = _spec(leads, events)
+    before = leads.copy()
+    type_leads(leads, spec, source="leads", strict=False, require_created=True)
+    pd.testing.assert_frame_equal(leads, before)
