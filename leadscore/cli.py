@@ -120,6 +120,10 @@ def _show_training(result: dict, as_json: bool):
     console.print(f"Leads: {data['leads']:,}; labelled {data['labelled']:,} ({data['positives']:,} converted)."
                   f"{left_out} Split ({data['method']}): train {data['train_rows']:,} / calibration "
                   f"{data['calibration_rows']:,} / test {data['test_rows']:,}.", highlight=False)
+    verdict = result.get("verdict")
+    if verdict:
+        style = {"no_signal": "bold red", "baseline_better": "bold yellow"}.get(verdict["verdict"], "bold green")
+        console.print(f"[{style}]{verdict['text']}[/]", highlight=False)
     feats = result.get("features", {})
     if feats:
         console.print(f"Features: {len(feats['numeric'])} numeric ({', '.join(feats['numeric']) or '-'}); "

@@ -216,6 +216,7 @@ def summary(result: TrainResult, logged: LoggedRun) -> dict[str, Any]:
     return {
         "metrics": {name: {k: v for k, v in m.items() if k in keep} for name, m in result.metrics.items()},
         "data": {k: v for k, v in result.counts.items() if not isinstance(v, dict)},
+        "verdict": result.params.get("verdict"),
         "bands": result.bundle.bands.to_dict(),
         "features": {"numeric": list(result.bundle.spec.numeric_columns),
                      "categorical": list(result.bundle.spec.categorical_columns),

@@ -340,3 +340,17 @@ def test_events_without_the_configured_columns_are_a_one_line_error():
     events = pd.DataFrame({"Lead ID": ["X00001"], "when": ["2025-01-02"], "type": ["visit"]})
     with pytest.raises(DataError, match="missing required event columns 'lead_id', 'timestamp', 'event_type'"):
         train_model(leads, events=events, config=_cfg(decimal="."))
+
+
+def test_data_without_signal_is_called_out_and_the_rules_recommended():
+    rng = np.random.default_rng(9)
+    flat = _flat(1500).assign(Won=rng.choice(["0", "1"], 1500, p=[0.7, 0.3]))  # labels unrelated to anything
+    result = train_model(flat, config=_cfg(decimal="."))
+    verdict = result.params["verdict"]
+    assert verdict["verdict"] == "no_signal"
+    assert "Keep the rule score" in verdict["text"] and verdict["roc_auc_ci"][0] < 0.55
+
+
+def test_signal_verdict_on_data_with_signal(trained):
+    assert trained.params["verdict"]["verdict"] in ("model_better", "model_equal_to_baseline")
+    assert trained.params["verdict"]["roc_auc_ci"][0] > 0.8

@@ -22,7 +22,7 @@ from models.bundle import Bands, ModelBundle
 from models.calibration import make_calibrator, select_calibration
 from models.estimator import make_lightgbm, make_logistic
 from models.scorer import ModelScorer, score_from_probability
-from training.evaluate import evaluate_baseline, evaluate_scorer
+from training.evaluate import evaluate_baseline, evaluate_scorer, signal_verdict
 from training.split import Split, random_split, time_split
 
 log = logging.getLogger(__name__)
@@ -283,6 +283,9 @@ def train_model(
         raise DataError(f"{sources['leads']}: logistic baseline failed to fit ({exc})") from exc
     baseline_metrics = evaluate_baseline(baseline, _baseline_input(test_frame), test_frame.y, truth=truth_test)
     metrics = {"model": model_metrics, "model_uncalibrated": uncal_metrics, "baseline": baseline_metrics}
+    verdict = signal_verdict(test_frame.y, test_scores["probability"].to_numpy(),
+                             baseline.predict_proba(_baseline_input(test_frame))[:, 1], seed=config.seed)
+    fit_info["verdict"] = verdict
     bundle.metrics = {"test": model_metrics, "test_uncalibrated": uncal_metrics, "test_baseline": baseline_metrics}
     log.info("trained: %s test AUC %.3f (baseline %.3f)", fit_info, model_metrics["roc_auc"],
              baseline_metrics["roc_auc"])
