@@ -6,6 +6,7 @@ All functions are pure: frames in, new frames out; inputs are never mutated.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Sequence
@@ -159,6 +160,36 @@ def fit_spec(
         na_values=tuple(data.na_values),
         decimal=data.decimal,
     )
+
+
+def refit_vocabularies(
+    spec: FeatureSpec,
+    train_leads: pd.DataFrame,
+    events: pd.DataFrame | None,
+    features: FeatureConfig,
+    *,
+    events_until: pd.Timestamp | None = None,
+) -> FeatureSpec:
+    """The spec with category vocabularies and event types learned from the training rows only.
+
+    `events` are typed events (`type_events`); with `events_until`, only events up to that time count. A
+    category column left without any value seen often enough in training is dropped (and said so).
+    """
+    vocab: dict[str, tuple[str, ...]] = {}
+    dropped = dict(spec.dropped_columns)
+    for col in spec.categorical_columns:
+        values = fit_vocabulary(train_leads[col], max_categories=features.max_categories,
+                                min_count=features.min_category_count)
+        if values:
+            vocab[col] = values
+        else:
+            dropped[col] = f"no value seen at least {features.min_category_count} times in the training slice"
+    event_types = spec.event_types
+    if events is not None and features.event_types is None:
+        past = events if events_until is None else events[events["ts"] <= events_until]
+        counts = past["type"].dropna().astype(str).value_counts()
+        event_types = tuple(sorted(counts.index[:40])) or spec.event_types
+    return dataclasses.replace(spec, categorical_vocab=vocab, event_types=event_types, dropped_columns=dropped)
 
 
 def type_leads(

@@ -104,9 +104,9 @@ class FeatureSpec:
             col = features[name]
             if name in self.categorical_vocab:
                 vocab = self.categorical_vocab[name]
-                codes = pd.Categorical(col.astype("object"), categories=list(vocab)).codes.astype("float64")
-                codes[codes < 0] = np.nan
-                out[name] = codes
+                lookup = {value: float(i) for i, value in enumerate(vocab)}
+                # Values outside the vocabulary (never seen in training) become missing.
+                out[name] = col.astype("object").map(lookup).to_numpy(dtype="float64", na_value=np.nan)
             else:
                 out[name] = pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
         return pd.DataFrame(out, index=features.index)

@@ -183,3 +183,22 @@ def test_typing_never_mutates_the_callers_frame():
     before = leads.copy()
     type_leads(leads, spec, source="leads", strict=False, require_created=True)
     pd.testing.assert_frame_equal(leads, before)
+
+
+def test_vocabularies_and_event_types_come_from_the_training_slice_only(small_world):
+    from features.config import TrainConfig
+    from training.train import prepare_training_data
+
+    leads = small_world.leads.copy()
+    events = small_world.events.copy()
+    late = pd.to_datetime(leads["created_at"], utc=True) > pd.Timestamp("2025-05-01", tz="UTC")
+    leads.loc[late, "industry"] = "quantum_computing"  # a value first seen in the test period
+    late_ids = set(leads.loc[late, "lead_id"])
+    new_events = events[events["lead_id"].isin(late_ids)].head(300).assign(event_type="chat_started")
+    prepared = prepare_training_data(leads, small_world.outcomes, pd.concat([events, new_events]),
+                                     TrainConfig(seed=3))
+    spec = prepared.spec
+    assert "quantum_computing" not in spec.categorical_vocab["industry"]
+    assert "chat_started" not in spec.event_types
+    test_industry = prepared.frame.frame.loc[prepared.split.test, "industry"]
+    assert (test_industry != "quantum_computing").all()  # unseen in training -> missing, as at scoring time

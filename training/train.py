@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.build import build_lead_frame, fit_spec, type_events, type_leads
+from features.build import build_lead_frame, fit_spec, refit_vocabularies, type_events, type_leads
 from features.checks import CheckReport, run_checks
 from features.config import TrainConfig, config_to_dict
 from features.errors import DataError
@@ -196,6 +196,17 @@ def prepare_training_data(
         split = time_split(frame.frame, frame.as_of, config.split, source=sources["leads"])
     else:
         split = random_split(frame.y, config.split, config.seed, source=sources["leads"])
+    # Vocabularies and event types from the training slice only (events up to its last as_of), so nothing
+    # first seen in the calibration or test period shapes the model's inputs.
+    train_until = frame.as_of[split.train].max() if has_dates else None
+    refit = refit_vocabularies(spec, labelled.leads.loc[split.train], typed_events, config.features,
+                               events_until=train_until)
+    if refit != spec:
+        spec = refit
+        rows = labelled.leads.copy()
+        for col, vocab in spec.categorical_vocab.items():  # as scoring does: unseen in training -> missing
+            rows[col] = rows[col].where(rows[col].isin(list(vocab)))
+        frame = build_lead_frame(rows, typed_events, spec, rows[AS_OF], extra_columns=[LABEL], stats=typed.stats)
     counts = {**labelled.counts, **split.describe(), "lead_stats": frame.stats,
               "train_positive_rate": float(frame.y[split.train].mean())}
     return Prepared(spec, frame, split, counts, report, has_dates, data_end)
