@@ -216,6 +216,8 @@ class TrainConfig:
     dataset: DatasetConfig | None = None
     # Trials of the hyperparameter search (0 = sensible defaults with early stopping, no search).
     tune_trials: int = 0
+    # Extra columns to report metrics by segment (lead_source, industry, country are included when present).
+    segment_columns: tuple[str, ...] = ()
     checks: CheckConfig = field(default_factory=lambda: CheckConfig())
     seed: int = 0
     experiment: str = "lead-conversion"

@@ -402,6 +402,10 @@ def compare(
     capacity: Annotated[int | None, typer.Option("--capacity-per-week", help="Leads sales can work per week "
                                                                              "(default: 10% of the volume).")]
     = None,
+    telemarketing: Annotated[int | None, typer.Option("--telemarketing-per-week", help="Leads telemarketing can "
+                                                                                      "work per week (default: "
+                                                                                      "20% of the volume).")]
+    = None,
     report: Annotated[Path, typer.Option(help="Folder for report.html and the CSV tables.")] = Path("comparison"),
     log: Annotated[bool, typer.Option(help="Log the report to MLflow as a run.")] = True,
     tracking_uri: TrackingOpt = None,
@@ -414,7 +418,8 @@ def compare(
         cfg = _train_config(config, label=label)
         return compare_with_rules(model, cfg, rules_path=rules, rule_score_column=rule_score_col, leads_path=leads,
                                   outcomes_path=outcomes, events_path=events, window=window,
-                                  capacity_per_week=capacity, report_dir=report, tracking_uri=tracking_uri,
+                                  capacity_per_week=capacity, telemarketing_per_week=telemarketing,
+                                  report_dir=report, tracking_uri=tracking_uri,
                                   log=log, step=_steps(as_json))
 
     result = _run(body)

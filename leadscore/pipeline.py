@@ -50,7 +50,7 @@ def write_run_artifacts(result: TrainResult, directory: str | os.PathLike, *, fu
 
     directory = Path(directory)
     if full_report:
-        files = dict(write_report(result, directory))
+        files = dict(write_report(result, directory, segment_columns=result.config.segment_columns))
     else:  # the two essential plots only (quick runs, tests)
         test = result.test_frame
         from training.train import _baseline_input
@@ -292,6 +292,7 @@ def compare_with_rules(
     events_path: str | os.PathLike | None = None,
     window: str = "test",
     capacity_per_week: int | None = None,
+    telemarketing_per_week: int | None = None,
     report_dir: str | os.PathLike = "comparison",
     tracking_uri: str | None = None,
     log: bool = True,
@@ -321,7 +322,8 @@ def compare_with_rules(
     step("scoring the same leads with the model and the rules")
     comparison = compare_model_and_rules(predictor, rules, dataset.leads, dataset.outcomes, dataset.events,
                                          labels_from=config.data.label, window=window,
-                                         capacity_per_week=capacity_per_week)
+                                         capacity_per_week=capacity_per_week,
+                                         telemarketing_per_week=telemarketing_per_week)
     if rule_score_column is not None:
         comparison = dataclasses.replace(comparison, notes=comparison.notes + (
             f"The rule score comes from column {rule_score_column!r} of the export, a snapshot taken at export "

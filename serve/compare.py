@@ -343,7 +343,9 @@ def _headline(n: int, y_total: int, weeks: float | None, capacity_per_week: floa
     more = "more" if extra >= 0 else "fewer"
     pct_text = f"{pct:+.0f}%" if math.isfinite(pct) else "rules found none"
     if per_week:
-        text = (f"With capacity for {cap_week:,.0f} leads a week ({basis}), the model finds {abs(extra) / weeks:,.1f} "
+        given = capacity_per_week is not None
+        text = (f"With capacity for {cap_week:,.0f} leads a week{'' if given else f' ({basis})'}, the model finds "
+                f"{abs(extra) / weeks:,.1f} "
                 f"{more} conversions a week than the rules ({pct_text}): {m / weeks:,.1f} vs {r / weeks:,.1f} a week, "
                 f"{m:,.0f} vs {r:,.0f} of {y_total:,} conversions over the {weeks:,.1f} weeks compared "
                 f"(random order: {rand:,.0f}).")
@@ -369,6 +371,7 @@ def compare_scores(
     n_boot: int = 500,
     label_column: str = LABEL,
     n_disagreements: int = N_DISAGREEMENTS,
+    telemarketing_per_week: float | None = None,
 ) -> Comparison:
     """Compare already-scored leads (model: probability/score/band; rules: score/band) against 0/1 labels.
 
@@ -438,7 +441,8 @@ def compare_scores(
     disagreements = dis[first + reasons].reset_index(drop=True)
 
     cut_input = joined.rename(columns={"model_score": "score", "model_probability": "probability"})
-    cutoffs = recommend_cutoffs(cut_input, weeks)
+    cutoffs = recommend_cutoffs(cut_input, weeks, sales_per_week=capacity_per_week,
+                                telemarketing_per_week=telemarketing_per_week)
     notes = [TIE_NOTE, f"Bootstrap: {n_boot} paired resamples of the {n:,} leads (seed {seed}), 95% percentile "
              "intervals; the same resampled leads score both model and rules."]
     if counts["dropped_model_scores"] or counts["dropped_rule_scores"] or counts["dropped_labels"]:
@@ -523,6 +527,7 @@ def compare_model_and_rules(
     seed: int = 0,
     n_boot: int = 500,
     scorecard: bool = True,
+    telemarketing_per_week: int | None = None,
 ) -> Comparison:
     """Label leads the model's way, keep its test window, score the same leads with both scorers, compare.
 
@@ -576,7 +581,8 @@ def compare_model_and_rules(
     rules_id = id_col if id_col in rule_scores.columns else rule_scores.columns[0]
     rule_scores = rule_scores.rename(columns={rules_id: id_col})
     result = compare_scores(model_scores, rule_scores, rows[[id_col, LABEL]], id_column=id_col,
-                            capacity_per_week=capacity_per_week, weeks=weeks, seed=seed, n_boot=n_boot)
+                            capacity_per_week=capacity_per_week, weeks=weeks, seed=seed, n_boot=n_boot,
+                            telemarketing_per_week=telemarketing_per_week)
     window_info["weeks"] = weeks
     extra: dict[str, Any] = {}
     if scorecard:

@@ -226,3 +226,21 @@ def test_funnel_command_writes_the_report(demo_run, tmp_path):
     assert html and Path(html[0]).stat().st_size > 10_000
     missing = leadscore("funnel", "--leads", data / "leads.csv", "--out-dir", tmp_path / "f2")
     assert missing.returncode == 2 and "give an outcomes file or a stages file" in missing.stderr
+
+
+def test_compare_uses_the_given_team_capacities(demo_run, tmp_path):
+    summary, workdir = demo_run
+    data = workdir / "data"
+    repo = Path(__file__).resolve().parents[1]
+    proc = leadscore("compare", "--model", "models:/lead-conversion@champion",
+                     "--rules", repo / "rules" / "example.yaml", "--leads", data / "leads.csv",
+                     "--outcomes", data / "outcomes.csv", "--events", data / "events.csv",
+                     "--capacity-per-week", "50", "--telemarketing-per-week", "100", "--no-log",
+                     "--report", tmp_path / "cmp", "--tracking-uri", summary["mlflow"]["tracking_uri"], "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["headline_text"].startswith("With capacity for 50 leads a week, the model finds")
+    cut = {row["team"]: row for row in result["cutoffs"]}
+    assert cut["sales"]["capacity_per_week"] == 50 and abs(cut["sales"]["leads_per_week"] - 50) < 10
+    assert abs(cut["telemarketing"]["leads_per_week"] - 100) < 20
+    assert result["mlflow_run_id"] is None
