@@ -36,6 +36,7 @@ class TypedLeads:
     leads: pd.DataFrame
     rejects: pd.DataFrame
     stats: dict[str, int]
+    input_rows: np.ndarray | None = None  # 1-based input row of each accepted lead
 
 
 def _is_datetime_text(values: pd.Series) -> bool:
@@ -279,7 +280,8 @@ def type_leads(
     # 1-based position in the input, so a reject can be found in the original file.
     rejects.insert(0, "input_row", np.flatnonzero(~ok.to_numpy()) + 1 + _row_offset(leads))
     stats["rejected_rows"] = int((~ok).sum())
-    return TypedLeads(out.loc[ok].reset_index(drop=True), rejects.reset_index(drop=True), stats)
+    accepted = np.flatnonzero(ok.to_numpy()) + 1 + _row_offset(leads)
+    return TypedLeads(out.loc[ok].reset_index(drop=True), rejects.reset_index(drop=True), stats, accepted)
 
 
 def _row_offset(frame: pd.DataFrame) -> int:

@@ -25,6 +25,11 @@ class Scored:
     stats: dict
 
 
+def _first_row(frame: pd.DataFrame) -> int:
+    index = frame.index
+    return int(index[0]) if isinstance(index, pd.RangeIndex) and len(index) else 0
+
+
 class Predictor:
     """A loaded model that scores raw leads: lead_id, probability, score, band, base_rate, top reasons."""
 
@@ -50,11 +55,16 @@ class Predictor:
         typed = type_leads(leads, self.spec, source=source, strict=False,
                            as_of_column=AS_OF if as_of is None and AS_OF in leads.columns else None)
         ok = typed.leads
-        stamps = resolve_as_of(ok, self.spec, as_of, source=source)
-        missing_as_of = stamps.isna()
+        if as_of is None and AS_OF in ok.columns:
+            stamps = ok[AS_OF]  # parsed by type_leads; unreadable cells are already rejects
+        else:
+            stamps = resolve_as_of(ok, self.spec, as_of, source=source)
+        missing_as_of = stamps.isna().to_numpy()
         rejects = typed.rejects
         if missing_as_of.any():
-            bad = ok.loc[missing_as_of].copy()
+            # A lead without a scoring time cannot be scored; it goes to the rejects, found by its input row.
+            bad = leads.iloc[typed.input_rows[missing_as_of] - 1 - _first_row(leads)].copy()
+            bad.insert(0, "input_row", typed.input_rows[missing_as_of])
             bad[REJECT_REASON] = f"column {AS_OF!r}: missing date/time"
             rejects = pd.concat([rejects, bad], ignore_index=True)
             ok, stamps = ok.loc[~missing_as_of].reset_index(drop=True), stamps[~missing_as_of].reset_index(drop=True)

@@ -354,3 +354,17 @@ def test_data_without_signal_is_called_out_and_the_rules_recommended():
 def test_signal_verdict_on_data_with_signal(trained):
     assert trained.params["verdict"]["verdict"] in ("model_better", "model_equal_to_baseline")
     assert trained.params["verdict"]["roc_auc_ci"][0] > 0.8
+
+
+def test_leads_without_a_scoring_time_go_to_rejects_with_their_row(tmp_path):
+    from serve.batch import score_frames
+
+    result = train_model(_flat(), config=_cfg(decimal="."))
+    new = _flat(12, seed=5).drop(columns="Won").assign(as_of="2025-06-01")
+    new.loc[3, "as_of"] = None
+    new.loc[9, "as_of"] = "someday"
+    out = score_frames(Predictor(result.bundle), new, tmp_path / "s.csv", chunk_size=5)
+    rejects = pd.read_csv(out.rejects)
+    assert out.scored_rows == 10 and out.rejected_rows == 2
+    assert dict(zip(rejects["input_row"], rejects["reject_reason"], strict=True)) == {
+        4: "column 'as_of': missing date/time", 10: "column 'as_of': not a date/time"}
