@@ -262,17 +262,8 @@ def write_bytes(data: bytes, path: str | os.PathLike) -> Path:
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:
-    """Write a text file (JSON, HTML, YAML) atomically."""
-    path = Path(path)
-    fd, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Write a text file (JSON, HTML, YAML) atomically, as UTF-8."""
+    return write_bytes(text.encode("utf-8"), path)
 
 
 def apply_na_values(frame: pd.DataFrame, na_values: Iterable[str]) -> pd.DataFrame:
