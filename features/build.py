@@ -18,7 +18,7 @@ import pandas as pd
 from features.config import DataConfig, FeatureConfig
 from features.errors import DataError, describe_rows
 from features.io import apply_na_values, looks_formatted, parse_numbers, parse_timestamps, require_columns
-from features.spec import AS_OF, FeatureSpec, LeadFrame, event_column_name
+from features.spec import AS_OF, OTHER, FeatureSpec, LeadFrame, event_column_name
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,16 @@ def _is_datetime_text(values: pd.Series) -> bool:
     return bool(pd.to_datetime(sample, errors="coerce", utc=True, format="mixed").notna().all())
 
 
-def infer_columns(leads: pd.DataFrame, data: DataConfig, *, source: str) -> tuple[list[str], list[str], dict[str, str]]:
+def _two_valued_with_token(values: pd.Series, numbers: pd.Series, bad: pd.Series, min_count: int) -> bool:
+    """A yes/no (or 0/1) column whose unreadable cells are mostly one frequent token such as 'unknown'."""
+    if not bad.any() or numbers.dropna().nunique() > 2:
+        return False
+    tokens = values[bad].astype("string").str.strip().str.lower().value_counts()
+    return bool(tokens.iloc[0] >= min_count)
+
+
+def infer_columns(leads: pd.DataFrame, data: DataConfig, *, source: str, min_count: int = 10
+                  ) -> tuple[list[str], list[str], dict[str, str]]:
     """Split lead columns into numeric and categorical features; report the columns left out and why."""
     excluded = data.excluded
     skip = {data.lead_id, data.created_at, data.converted_at, AS_OF, *excluded}
@@ -78,6 +87,11 @@ def infer_columns(leads: pd.DataFrame, data: DataConfig, *, source: str) -> tupl
                     f"(e.g. {example!r}); set data.decimal to ',' or '.' (--decimal) to parse them, or exclude "
                     f"the column"
                 )
+        if bad.sum() <= (1 - _NUMERIC_SHARE) * present and _two_valued_with_token(values, numbers, bad,
+                                                                                    min_count):
+            # yes / no / unknown: the third value is an answer of its own, not an unreadable number.
+            categorical.append(col)
+            continue
         if bad.sum() <= (1 - _NUMERIC_SHARE) * present:
             distinct = numbers.nunique(dropna=True)
             whole = numbers.dropna()
@@ -103,12 +117,22 @@ def infer_columns(leads: pd.DataFrame, data: DataConfig, *, source: str) -> tupl
 
 
 def fit_vocabulary(values: pd.Series, *, max_categories: int, min_count: int) -> tuple[str, ...]:
-    """The categories a model will know: the most frequent values seen at least `min_count` times."""
-    counts = values.dropna().astype(str).str.strip().value_counts()
-    counts = counts[counts >= min_count]
+    """The categories a model will know: the most frequent values seen at least `min_count` times.
+
+    The rest are pooled into one `OTHER` level (last) when together they are seen at least `min_count` times:
+    on Olist, landing pages seen fewer than 10 times convert at a rate of their own, which "missing" would hide.
+    A value never seen in training is scored as `OTHER` too (or missing when there is no `OTHER` level).
+    """
+    counts = values.dropna().astype(str).str.strip()
+    counts = counts[counts != ""].value_counts()
+    frequent = counts[counts >= min_count]
     # Sort by count, then name, so the vocabulary (and the codes) do not depend on row order.
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories]
-    return tuple(sorted(k for k, _ in ordered))
+    ordered = sorted(frequent.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories]
+    kept = sorted(k for k, _ in ordered)
+    if not kept:
+        return ()
+    rest = int(counts.sum() - sum(n for _, n in ordered))
+    return tuple(kept) + ((OTHER,) if rest >= min_count else ())
 
 
 def fit_spec(
@@ -121,7 +145,8 @@ def fit_spec(
 ) -> FeatureSpec:
     """Learn the feature spec (columns, vocabularies, event types) from training leads and events."""
     leads = apply_na_values(leads, data.na_values)
-    numeric, categorical, dropped = infer_columns(leads, data, source=source)
+    numeric, categorical, dropped = infer_columns(leads, data, source=source,
+                                                  min_count=features.min_category_count)
     vocab = {
         col: fit_vocabulary(leads[col], max_categories=features.max_categories, min_count=features.min_category_count)
         for col in categorical
@@ -259,21 +284,16 @@ def type_leads(
                 f"({describe_rows([int(i) + 1 for i in np.flatnonzero(bad)])})"
             )
         if bad.any():
+            # One rule for training and scoring: an odd unreadable cell ('unknown', '-') in a number column is
+            # missing, counted in the stats, never a reason to lose the lead.
             stats[f"not_a_number:{col}"] = int(bad.sum())
-            if strict:
-                # Training keeps the lead; the odd unreadable cell becomes missing, counted in the run's stats.
-                log.warning("%s: column %r: %d value(s) are not numbers, treated as missing (%s)", source, col,
-                            int(bad.sum()), describe_rows([int(i) + 1 for i in np.flatnonzero(bad)]))
-            else:
-                flag(bad, f"column {col!r}: not a number")
+            log.info("%s: column %r: %d value(s) are not numbers, treated as missing (%s)", source, col,
+                     int(bad.sum()), describe_rows([int(i) + 1 for i in np.flatnonzero(bad)]))
         out[col] = numbers
-    for col, vocab in spec.categorical_vocab.items():
-        text = out[col].astype("string").str.strip()
-        text = text.mask(text == "")
-        unseen = text.notna() & ~text.isin(list(vocab))
-        if unseen.any():
-            stats[f"unseen_category:{col}"] = int(unseen.sum())
-        out[col] = text.where(~unseen).astype("object")
+    for col in spec.categorical_vocab:
+        out[col], unseen = spec.categorise(col, out[col])
+        if unseen:
+            stats[f"unseen_category:{col}"] = unseen
     ok = reasons.isna()
     rejects = leads.loc[~ok].copy()
     rejects[REJECT_REASON] = reasons[~ok].astype(str)

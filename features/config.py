@@ -54,6 +54,22 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class LabelConfig:
+    """Which values of a text outcome column mean converted, and which mean still in progress (left out)."""
+
+    positive: tuple[str, ...] = ()
+    open: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("positive", "open"):
+            value = getattr(self, name)
+            if isinstance(value, str | int | float | bool):
+                object.__setattr__(self, name, (str(value),))
+            else:
+                object.__setattr__(self, name, tuple(str(v) for v in value))
+
+
+@dataclass(frozen=True)
 class JoinConfig:
     """A lookup table joined to the leads (accounts, contacts, ...): many leads to one row."""
 
@@ -136,6 +152,8 @@ class SplitConfig:
 
     calibration_fraction: float = 0.2
     test_fraction: float = 0.2
+    # A fixed test start (ISO date): leads with as_of on or after it are the test slice (instead of a fraction).
+    test_start: str | None = None
 
     def __post_init__(self) -> None:
         if not (0 < self.calibration_fraction < 1 and 0 < self.test_fraction < 1):
@@ -162,8 +180,22 @@ class ModelConfig:
     # "auto" picks none / sigmoid / isotonic by cross-validated log loss on the calibration slice
     # (isotonic only with at least 1,000 calibration rows).
     calibration: str = "auto"
+    # Up to this many training leads, K-fold cross-fitting: out-of-fold margins choose the learner and fit the
+    # calibrator, and the chosen learner is refitted on every non-test lead (no calibration slice). Above it, the
+    # configured LightGBM is fitted on the training slice and calibrated on the calibration slice.
+    crossfit_max_rows: int = 50_000
+    cv_folds: int = 5
+    # Learners the cross-fit may choose from (by cross-validated log loss; ties go to the simpler).
+    candidates: tuple[str, ...] = ("lightgbm", "lightgbm_defaults", "lightgbm_small", "logistic",
+                                   "logistic_splines", "blend")
 
     def __post_init__(self) -> None:
+        known = {"lightgbm", "lightgbm_defaults", "lightgbm_small", "logistic", "logistic_splines", "blend"}
+        unknown = [c for c in self.candidates if c not in known]
+        if unknown or not self.candidates:
+            raise ConfigError(f"model.candidates: unknown learner(s) {unknown}; choose from {sorted(known)}")
+        if self.cv_folds < 2:
+            raise ConfigError("model.cv_folds must be >= 2")
         if self.calibration not in ("auto", "sigmoid", "isotonic", "none"):
             raise ConfigError(f"model.calibration must be 'auto', 'sigmoid', 'isotonic' or 'none', "
                               f"not {self.calibration!r}")
@@ -209,6 +241,7 @@ class TrainConfig:
     """Everything a training run needs besides the data."""
 
     data: DataConfig = field(default_factory=DataConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -268,6 +301,7 @@ _NESTED.update({
     (TrainConfig, "data"): DataConfig, (TrainConfig, "features"): FeatureConfig, (TrainConfig, "split"): SplitConfig,
     (TrainConfig, "model"): ModelConfig, (TrainConfig, "bands"): BandConfig, (TrainConfig, "dataset"): DatasetConfig,
     (TrainConfig, "checks"): CheckConfig, (DatasetConfig, "outcomes"): OutcomeConfig,
+    (TrainConfig, "label"): LabelConfig,
 })
 _NESTED_LISTS.update({(DatasetConfig, "joins"): JoinConfig, (DatasetConfig, "events"): EventSourceConfig})
 

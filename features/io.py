@@ -205,24 +205,6 @@ def parse_numbers(
     return numbers, bad.fillna(False).astype(bool)
 
 
-def parse_label(values: pd.Series, *, source: str, column: str) -> pd.Series:
-    """Parse a 0/1 label (also yes/no/true/false). One-line DataError for other values or a single class."""
-    numbers, bad = parse_numbers(values, source=source, column=column)
-    other = bad | (numbers.notna() & ~numbers.isin([0.0, 1.0]))
-    if other.any():
-        examples = sorted(set(values[other].astype(str).head(3)))
-        raise DataError(
-            f"{source}: column {column!r}: label must be 0/1 (or yes/no, true/false), found {examples} "
-            f"({describe_rows(_bad_rows(other))})"
-        )
-    if numbers.isna().any():
-        raise DataError(f"{source}: column {column!r}: missing label ({describe_rows(_bad_rows(numbers.isna()))})")
-    if numbers.nunique() < 2:
-        only = int(numbers.iloc[0])
-        raise DataError(f"{source}: column {column!r}: label has a single class (all {only}); need both 0 and 1")
-    return numbers.astype("int8")
-
-
 def _atomic_target(path: Path) -> tuple[int, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -10,9 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 AS_OF = "as_of"
 LABEL = "label"
+# The pooled level of a category column: values seen too rarely in training, and values never seen there.
+OTHER = "(other)"
 
 
 def event_column_name(event_type: str) -> str:
@@ -86,6 +88,8 @@ class FeatureSpec:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FeatureSpec:
         values = dict(values)
+        if values.get("version") == 1:  # version 1 had no pooled level; its vocabularies read unchanged
+            values["version"] = SPEC_VERSION
         if values.get("version") != SPEC_VERSION:
             raise ValueError(f"feature spec version {values.get('version')} is not supported (need {SPEC_VERSION})")
         for key in ("numeric_columns", "event_types", "negative_event_types", "windows", "na_values"):
@@ -96,6 +100,17 @@ class FeatureSpec:
     @classmethod
     def from_json(cls, text: str) -> FeatureSpec:
         return cls.from_dict(json.loads(text))
+
+    def categorise(self, name: str, values: pd.Series) -> tuple[pd.Series, int]:
+        """Category cells as the model reads them: known values kept, others pooled (or missing). Returns the
+        readable column and how many present cells were not in the vocabulary."""
+        vocab = self.categorical_vocab[name]
+        text = values.astype("string").str.strip()
+        text = text.mask(text == "")
+        known = list(vocab)
+        unseen = text.notna() & ~text.isin(known)
+        fill = OTHER if OTHER in vocab else pd.NA
+        return text.where(~unseen, fill).astype("object"), int(unseen.sum())
 
     def encode(self, features: pd.DataFrame) -> pd.DataFrame:
         """Model matrix: float64 columns in `feature_names` order, categoricals as vocabulary codes (NaN = missing)."""

@@ -86,13 +86,15 @@ def _metrics_table(summary: dict):
     from rich.table import Table
 
     table = Table(title="Held-out test slice")
-    table.add_column("model")
+    table.add_column("model", overflow="fold")
     has_truth = any(m.get("mae_vs_truth") is not None for m in summary["metrics"].values())
     cols = ["ROC AUC", "PR AUC", "Brier", "ECE", "ECE noise", "mean-obs", "lift@10%"] + (["|p-truth|"] if has_truth
                                                                                        else [])
     for col in cols:
         table.add_column(col, justify="right")
-    names = {"model": "LightGBM cal.", "model_uncalibrated": "LightGBM raw", "baseline": "logistic"}
+    learner = summary.get("learner") or "LightGBM"
+    names = {"model": f"{learner}, calibrated", "model_uncalibrated": f"{learner}, raw margin",
+             "baseline": "logistic baseline"}
     for key, label in names.items():
         m = summary["metrics"].get(key)
         if not m:
@@ -105,21 +107,41 @@ def _metrics_table(summary: dict):
     return table
 
 
+def _candidates_table(rows: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="Learners, cross-validated on the training leads (lowest log loss wins; ties to the simpler)")
+    for col in ("learner", "CV log loss", "CV ROC AUC", "calibration", "chosen"):
+        table.add_column(col, justify="left" if col in ("learner", "calibration") else "right")
+    for row in rows:
+        table.add_row(row["candidate"], f"{row['cv_log_loss']:.4f}", f"{row['cv_roc_auc']:.3f}", row["calibration"],
+                      "yes" if row["chosen"] else "")
+    return table
+
+
 def _show_training(result: dict, as_json: bool):
     """Print a training summary (JSON, or the table and counts); returns the console for more lines."""
     if as_json:
         typer.echo(json.dumps(result, default=str))
         return None
     console = _console(stderr=False)
+    if result.get("label_mapping"):
+        console.print(result["label_mapping"]["text"], highlight=False)
+    if result.get("candidates"):
+        console.print(_candidates_table(result["candidates"]))
     console.print(_metrics_table(result))
     data = result["data"]
     left_out = ""
     if data.get("converted_before_as_of") or data.get("immature"):
         left_out = (f" Left out: {data['converted_before_as_of']:,} converted before as_of, "
                     f"{data['immature']:,} immature (window not closed).")
+    if data.get("open_outcome"):
+        left_out += f" Left out: {data['open_outcome']:,} with an open outcome (--open)."
+    slices = (f"train {data['train_rows']:,} ({data['cross_fit_folds']}-fold cross-fit) / test {data['test_rows']:,}"
+              if data.get("cross_fit_folds") else
+              f"train {data['train_rows']:,} / calibration {data['calibration_rows']:,} / test {data['test_rows']:,}")
     console.print(f"Leads: {data['leads']:,}; labelled {data['labelled']:,} ({data['positives']:,} converted)."
-                  f"{left_out} Split ({data['method']}): train {data['train_rows']:,} / calibration "
-                  f"{data['calibration_rows']:,} / test {data['test_rows']:,}.", highlight=False)
+                  f"{left_out} Split ({data['method']}): {slices}.", highlight=False)
     verdict = result.get("verdict")
     if verdict:
         style = {"no_signal": "bold red", "baseline_better": "bold yellow"}.get(verdict["verdict"], "bold green")
@@ -168,8 +190,13 @@ LeadsOpt = Annotated[Path | None, typer.Option(help="Lead table (CSV or Parquet)
 OutcomesOpt = Annotated[Path | None, typer.Option(help="Outcomes table: lead id and converted_at (empty = not "
                                                        "converted), or a --label column.")]
 EventsOpt = Annotated[Path | None, typer.Option(help="Activity events: lead id, timestamp, event_type.")]
-LabelOpt = Annotated[str | None, typer.Option(help="A ready-made 0/1 outcome column (in the leads or outcomes "
-                                                   "table) instead of converted_at.")]
+LabelOpt = Annotated[str | None, typer.Option(help="An outcome column (in the leads or outcomes table) instead of "
+                                                   "converted_at: 0/1, yes/no, Won/Lost, or any values with "
+                                                   "--positive.")]
+PositiveOpt = Annotated[list[str] | None, typer.Option("--positive", help="Label value that means converted, e.g. "
+                                                                        "Won (repeatable; other values are 0).")]
+OpenOpt = Annotated[list[str] | None, typer.Option("--open", help="Label value of leads still in progress: left out "
+                                                                "of training and counted (repeatable).")]
 IdOpt = Annotated[str | None, typer.Option("--id", help="Lead id column (default lead_id).")]
 DateOpt = Annotated[str | None, typer.Option("--date", help="Lead creation time column (default created_at); "
                                                             "without one the split is random.")]
@@ -186,7 +213,7 @@ DataEndOpt = Annotated[str | None, typer.Option(help="Extract date of the data (
 
 
 def _train_config(config: Path | None, *, label=None, id_col=None, date_col=None, drop=None, na_value=None,
-                  decimal=None, allow=None):
+                  decimal=None, allow=None, positive=None, open_values=None):
     """The config file (or defaults) with the command-line options applied on top."""
     import dataclasses
 
@@ -206,7 +233,13 @@ def _train_config(config: Path | None, *, label=None, id_col=None, date_col=None
         overrides["na_values"] = tuple(data.na_values) + tuple(na_value)
     if allow:
         overrides["allow_columns"] = tuple(data.allow_columns) + tuple(allow)
-    return dataclasses.replace(cfg, data=dataclasses.replace(data, **overrides))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(data, **overrides))
+    if positive or open_values:
+        lab = cfg.label
+        cfg = dataclasses.replace(cfg, label=dataclasses.replace(
+            lab, positive=tuple(positive) if positive else lab.positive,
+            open=tuple(open_values) if open_values else lab.open))
+    return cfg
 
 
 def _timestamp(value: str | None, option: str):
@@ -229,6 +262,8 @@ def train(
     outcomes: OutcomesOpt = None,
     events: EventsOpt = None,
     label: LabelOpt = None,
+    positive: PositiveOpt = None,
+    open_values: OpenOpt = None,
     id_col: IdOpt = None,
     date_col: DateOpt = None,
     drop: DropOpt = None,
@@ -248,7 +283,7 @@ def train(
 
     def body():
         cfg = _train_config(config, label=label, id_col=id_col, date_col=date_col, drop=drop, na_value=na_value,
-                            decimal=decimal, allow=allow)
+                            decimal=decimal, allow=allow, positive=positive, open_values=open_values)
         if tune:
             import dataclasses
 
@@ -272,6 +307,8 @@ def check_data_command(
     outcomes: OutcomesOpt = None,
     events: EventsOpt = None,
     label: LabelOpt = None,
+    positive: PositiveOpt = None,
+    open_values: OpenOpt = None,
     id_col: IdOpt = None,
     date_col: DateOpt = None,
     drop: DropOpt = None,
@@ -288,7 +325,7 @@ def check_data_command(
 
     def body():
         cfg = _train_config(config, label=label, id_col=id_col, date_col=date_col, drop=drop, na_value=na_value,
-                            decimal=decimal, allow=allow)
+                            decimal=decimal, allow=allow, positive=positive, open_values=open_values)
         return check_data(cfg, leads_path=leads, outcomes_path=outcomes, events_path=events, report_dir=report,
                           data_end=_timestamp(data_end, "--data-end"))
 
@@ -315,6 +352,8 @@ def _show_checks(found, files) -> None:
         cols.add_row(str(row["column"]), str(row["role"]), f"{row['missing_rate']:.1%}", str(row["distinct"]), auc, nn)
     console.print(cols)
     s = found.summary
+    if s.get("label_mapping"):
+        console.print(s["label_mapping"], highlight=False)
     console.print(f"Labelled leads: {s['labelled_leads']:,}; conversions {s['positives']:,} "
                   f"({s['positive_rate']:.1%}).", highlight=False)
     colour = {"fatal": "bold red", "warning": "yellow", "info": "dim"}

@@ -100,14 +100,20 @@ def train_and_log(
     groups: dict[str, list[Path]] = {"plots": [], "reports": []}
     for key, path in files.items():
         groups["plots" if key.startswith("plots") else "reports"].append(path)
-    params = {"config": config_to_dict(config), "fit": result.params,
+    params = {"config": config_to_dict(config), "fit": {k: v for k, v in result.params.items() if k != "candidates"},
               "data": {k: v for k, v in result.counts.items() if not isinstance(v, dict)}}
+    metrics = {f"test_{k}": v for k, v in result.metrics.items()}
+    if result.candidates is not None:  # every candidate's cross-validated scores, beside the test metrics
+        metrics["cv"] = {f"{row.candidate}_{key}": float(getattr(row, key))
+                         for row in result.candidates.itertuples() for key in ("cv_log_loss", "cv_roc_auc")}
+        files["report_candidates"] = write_table(result.candidates.assign(params=result.candidates["params"].map(str)),
+                                                 workdir / "reports" / stamp / "candidates.csv")
     logged = log_training_run(
         tracking_uri=tracking_uri,
         experiment=config.experiment,
         bundle=result.bundle,
         params=params,
-        metrics={f"test_{k}": v for k, v in result.metrics.items()},
+        metrics=metrics,
         artifacts=groups,
         registered_model=config.registered_model if register else None,
         artifact_root=workdir / "mlartifacts" if tracking_uri.startswith("sqlite:") else None,
@@ -192,6 +198,8 @@ def check_data(
         prepared = prepare_training_data(dataset.leads, dataset.outcomes, dataset.events, checks_only,
                                          data_end=data_end, sources=dataset.sources)
         report = prepared.checks
+        if prepared.label_mapping is not None:
+            report.summary["label_mapping"] = prepared.label_mapping.describe()
     except DataCheckFailed as exc:  # only the sufficiency gate is still fatal here
         report = exc.report
     files: dict[str, Path] = {}
@@ -212,9 +220,14 @@ def check_data(
 def summary(result: TrainResult, logged: LoggedRun) -> dict[str, Any]:
     """The JSON-ready summary of a training run (what `--json` prints)."""
     keep = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "ece_noise_floor", "ece_noise_p95",
-            "lift_top_decile", "calibration_in_the_large", "mae_vs_truth", "positive_rate", "n")
+            "lift_top_decile", "calibration_in_the_large", "calibration_in_the_large_ci_low",
+            "calibration_in_the_large_ci_high", "mae_vs_truth", "positive_rate", "n")
     return {
         "metrics": {name: {k: v for k, v in m.items() if k in keep} for name, m in result.metrics.items()},
+        "learner": result.bundle.learner,
+        "candidates": None if result.candidates is None else
+        result.candidates.drop(columns=["params"]).to_dict(orient="records"),
+        "label_mapping": None if result.label_mapping is None else result.label_mapping.to_dict(),
         "data": {k: v for k, v in result.counts.items() if not isinstance(v, dict)},
         "verdict": result.params.get("verdict"),
         "bands": result.bundle.bands.to_dict(),

@@ -18,9 +18,18 @@ from features.errors import DataError
 from features.io import write_text
 from features.spec import FeatureSpec
 from models.calibration import SigmoidCalibrator, calibrator_from_dict
+from models.learners import (
+    MarginModel,
+    TreeMargin,
+    learner_description,
+    learner_from_json,
+    learner_to_json,
+    tree_booster,
+)
 
 BUNDLE_FORMAT = 1
-FILES = ("spec.json", "model.txt", "calibrator.json", "meta.json")
+FILES = ("spec.json", "calibrator.json", "meta.json")  # always present; model.txt and learner.json by learner
+LEARNER_FILES = ("model.txt", "learner.json")
 
 
 class BundleError(DataError):
@@ -65,22 +74,41 @@ class ModelBundle:
     """Everything needed to score: the fitted model and what it was trained on."""
 
     spec: FeatureSpec
-    booster: Any  # lightgbm.Booster
+    model: MarginModel  # a margin model (models.learners); a bare lightgbm.Booster is wrapped
     calibrator: SigmoidCalibrator
     bands: Bands
     metrics: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not hasattr(self.model, "margin"):
+            self.model = TreeMargin(self.model)
+
+    @property
+    def booster(self) -> Any | None:
+        """The LightGBM booster of the learner (None for a logistic model)."""
+        return tree_booster(self.model)
+
+    @property
+    def learner(self) -> str:
+        """Readable name of the learner ('LightGBM', 'logistic', 'blend ...')."""
+        return learner_description(self.model)
+
     def save(self, directory: str | os.PathLike) -> str:
         """Write the bundle folder; returns the manifest's sha256 (record it with the run)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        files = list(FILES)
         write_text(self.spec.to_json(), directory / "spec.json")
-        write_text(self.booster.model_to_string(), directory / "model.txt")
+        if self.booster is not None:
+            write_text(self.booster.model_to_string(), directory / "model.txt")
+            files.append("model.txt")
+        write_text(learner_to_json(self.model), directory / "learner.json")
+        files.append("learner.json")
         write_text(json.dumps(self.calibrator.to_dict(), indent=2), directory / "calibrator.json")
         meta = {"format": BUNDLE_FORMAT, "bands": self.bands.to_dict(), "metrics": self.metrics, **self.meta}
         write_text(json.dumps(meta, indent=2, sort_keys=True, default=str), directory / "meta.json")
-        manifest = {name: sha256_file(directory / name) for name in FILES}
+        manifest = {name: sha256_file(directory / name) for name in files}
         write_text(json.dumps(manifest, indent=2, sort_keys=True), directory / "manifest.json")
         return sha256_file(directory / "manifest.json")
 
@@ -96,7 +124,10 @@ class ModelBundle:
         if expected_manifest_sha256 and sha256_file(manifest_path) != expected_manifest_sha256:
             raise BundleError(f"{manifest_path}: sha256 does not match the one recorded with the run")
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        for name in FILES:
+        listed = [name for name in LEARNER_FILES if name in manifest]
+        if not listed:
+            raise BundleError(f"{directory}: model bundle lists no model file (model.txt or learner.json)")
+        for name in (*FILES, *listed):
             path = directory / name
             if not path.exists():
                 raise BundleError(f"{directory}: model bundle is missing {name}")
@@ -106,10 +137,17 @@ class ModelBundle:
         if meta.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{directory}: bundle format {meta.get('format')} is not supported")
         spec = FeatureSpec.from_json((directory / "spec.json").read_text(encoding="utf-8"))
-        booster = lgb.Booster(model_str=(directory / "model.txt").read_text(encoding="utf-8"))
+        booster = None
+        if "model.txt" in listed:
+            booster = lgb.Booster(model_str=(directory / "model.txt").read_text(encoding="utf-8"))
+            _check_feature_order(spec, booster, directory)
+        learner_text = (directory / "learner.json").read_text(encoding="utf-8") if "learner.json" in listed else None
+        try:
+            model = learner_from_json(learner_text, spec, booster)
+        except (ValueError, KeyError) as exc:
+            raise BundleError(f"{directory}: cannot read the learner ({exc}); refusing to load") from exc
         calibrator = calibrator_from_dict(json.loads((directory / "calibrator.json").read_text(encoding="utf-8")))
-        _check_feature_order(spec, booster, directory)
         bands = Bands(tuple(meta["bands"]["names"]), tuple(int(c) for c in meta["bands"]["cutoffs"]))
         metrics = meta.pop("metrics", {})
         meta.pop("bands")
-        return cls(spec, booster, calibrator, bands, metrics, meta)
+        return cls(spec, model, calibrator, bands, metrics, meta)

@@ -33,6 +33,16 @@ def probability_contributions(
     return p0, contrib * slope[:, None], p
 
 
-def margin_contributions(booster, X) -> np.ndarray:
+def tree_contributions(booster, X) -> np.ndarray:
     """Exact TreeSHAP contributions of a LightGBM booster on its raw margin (n, k+1)."""
     return np.asarray(booster.predict(X, pred_contrib=True), dtype="float64")
+
+
+def margin_contributions(model, X) -> np.ndarray:
+    """Exact additive contributions of a margin model (see `models.learners`) or a LightGBM booster (n, k+1).
+
+    Every learner's contributions plus its bias equal its margin, row by row.
+    """
+    if hasattr(model, "contributions"):
+        return np.asarray(model.contributions(X), dtype="float64")
+    return tree_contributions(model, X)

@@ -37,6 +37,17 @@ def lift_at(y: np.ndarray, p: np.ndarray, share: float = 0.1) -> float:
     return float(y[order[:n_top]].mean() / base) if base > 0 else float("nan")
 
 
+def calibration_in_the_large_interval(y: np.ndarray, p: np.ndarray, *, n_boot: int = 300, seed: int = 0
+                                      ) -> tuple[float, float]:
+    """Bootstrap 95% interval of mean(p) - mean(y): an interval containing 0 means the level is right within noise."""
+    y = np.asarray(y, dtype="float64")
+    p = np.asarray(p, dtype="float64")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y), (n_boot, len(y)))
+    diffs = p[idx].mean(axis=1) - y[idx].mean(axis=1)
+    return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
+
+
 def classification_metrics(y: np.ndarray, p: np.ndarray, truth: np.ndarray | None = None) -> dict[str, float]:
     """ROC AUC, PR AUC, Brier, log loss, ECE (15 bins) with its noise floor, top-decile lift, mean vs rate."""
     from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
@@ -44,11 +55,14 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, truth: np.ndarray | Non
     y = np.asarray(y, dtype="int64")
     p = np.clip(np.asarray(p, dtype="float64"), 1e-15, 1 - 1e-15)
     floor_mean, floor_p95 = ece_noise_floor(p)
+    citl = calibration_in_the_large_interval(y, p) if len(y) <= 200_000 else (float("nan"), float("nan"))
     out = {
         "n": float(len(y)),
         "positive_rate": float(y.mean()),
         "mean_probability": float(p.mean()),
         "calibration_in_the_large": float(p.mean() - y.mean()),
+        "calibration_in_the_large_ci_low": citl[0],
+        "calibration_in_the_large_ci_high": citl[1],
         "roc_auc": float(roc_auc_score(y, p)),
         "pr_auc": float(average_precision_score(y, p)),
         "brier": float(brier_score_loss(y, p)),

@@ -56,13 +56,13 @@ class ModelScorer:
     def predict_proba_features(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities for a readable feature frame (columns `spec.feature_names`)."""
         X = self.spec.encode(features)
-        margin = self.bundle.booster.predict(X, raw_score=True)
+        margin = self.bundle.model.margin(X)
         return self.bundle.calibrator.predict(margin)
 
     def contributions(self, features: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
         """(base probability, per-feature contributions in probability, probability), adding up exactly."""
         X = self.spec.encode(features)
-        raw = margin_contributions(self.bundle.booster, X)
+        raw = margin_contributions(self.bundle.model, X)
         base, contrib, p = probability_contributions(raw, self.bundle.calibrator.predict)
         return base, pd.DataFrame(contrib, columns=list(self.spec.feature_names), index=features.index), p
 

@@ -491,9 +491,11 @@ def label_like_model(
     model_label, model_converted_at = _model_label_settings(bundle)
     label_name = labels_from if labels_from is not None else (model_label if converted_at is None else None)
     if label_name is not None:
+        saved = bundle.meta.get("label") or {}  # the mapping training used (e.g. 'Won' = converted)
         labelled = labels_from_column(work, outcomes, label=label_name, id_column=id_col, created_column=created,
-                                      as_of_days=spec.as_of_days)
-        return labelled, f"0/1 column {label_name!r}"
+                                      as_of_days=spec.as_of_days, positive=tuple(saved.get("positive", ())),
+                                      open_values=tuple(saved.get("open", ())))
+        return labelled, f"outcome column {label_name!r}"
     if outcomes is None:
         raise DataError("compare: no outcomes table and no label column; give one of them")
     conv_col = converted_at or model_converted_at

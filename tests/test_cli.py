@@ -118,10 +118,12 @@ OUTCOMES = "lead_id,converted_at\n1,2025-01-20\n"
     (LEADS, "lead_id,converted_at\n", [], "outcomes.csv: outcomes file has a header but no rows"),
     (LEADS, "lead_id,converted_at\n3,2025-01-20\n", ["--data-end", "2025-12-31"],
      "leads.csv: label has a single class: all 2 labelled leads are not converted"),
-    ("lead_id,created_at,won\n1,2025-01-01,1\n2,2025-01-02,2\n", None, ["--label", "won"],
-     "leads.csv: column 'won': label must be 0/1 (or yes/no, true/false), found ['2'] (row 2)"),
+    ("lead_id,created_at,won\n1,2025-01-01,1\n2,2025-01-02,2\n3,2025-01-03,3\n", None, ["--label", "won"],
+     "leads.csv: column 'won': cannot tell which label value means converted (it has more than two values; "
+     "values: '1' (1), '2' (1), '3' (1)); name it with --positive VALUE"),
     ("lead_id,created_at,won\n1,2025-01-01,no\n2,2025-01-02,no\n", None, ["--label", "won"],
-     "leads.csv: column 'won': label has a single class (all 0); need both 0 and 1"),
+     "leads.csv: column 'won': cannot tell which label value means converted (it has a single value; "
+     "values: 'no' (2))"),
     ("lead_id,created_at\n1,2025-01-01\n", None, ["--label", "won"],
      "leads.csv: missing label column 'won' (and no outcomes table was given)"),
     ("lead_id,created_at\n1,2025-01-01\n2,2025-01-02\n1,2025-01-03\n", OUTCOMES, [],

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from features.labels import map_label
 from features.errors import DataError
-from features.io import parse_label, parse_numbers, parse_timestamps, read_table, require_columns, write_table
+from features.io import parse_numbers, parse_timestamps, read_table, require_columns, write_table
 
 
 def test_reads_semicolon_csv_with_bom(tmp_path):
@@ -72,18 +73,44 @@ def test_timestamps_are_utc():
 
 
 @pytest.mark.parametrize("values, message", [
-    (["0", "1", "2"], r"label must be 0/1 .* found \['2'\] \(row 3\)"),
-    (["yes", "no", "maybe"], r"found \['maybe'\]"),
-    (["1", "1", "1"], "single class"),
+    (["0", "1", "2"], r"cannot tell which label value means converted \(it has more than two values; values: "
+                      r"'0' \(1\), '1' \(1\), '2' \(1\)\); name it with --positive VALUE"),
+    (["yes", "no", "maybe"], r"more than two values.*'maybe' \(1\).*--open VALUE"),
+    (["1", "1", "1"], "single value"),
     (["0", None, "1"], r"missing label \(row 2\)"),
+    (["Hot", "Cold", "Hot"], r"no value is a known positive"),
 ])
 def test_bad_labels(values, message):
     with pytest.raises(DataError, match=message):
-        parse_label(pd.Series(values), source="leads.csv", column="converted")
+        map_label(pd.Series(values), source="leads.csv", column="converted")
 
 
 def test_labels_accept_words():
-    assert parse_label(pd.Series(["Yes", "no", "TRUE", "0"]), source="s", column="c").tolist() == [1, 0, 1, 0]
+    mapped, _ = map_label(pd.Series(["Yes", "no", "TRUE", "0"]), source="s", column="c")
+    assert mapped.tolist() == [1, 0, 1, 0]
+
+
+def test_won_lost_is_recognised_and_described_with_counts():
+    values = pd.Series(["Won"] * 3 + ["Lost"] * 2 + [" closed  won "])
+    mapped, mapping = map_label(values, source="deals.csv", column="deal_stage")
+    assert mapped.tolist() == [1, 1, 1, 0, 0, 1]
+    assert mapping.describe() == ("label deal_stage: 'Won' = converted (3), 'closed  won' = converted (1), "
+                                  "'Lost' = not converted (2)")
+
+
+def test_three_values_with_positive_and_open():
+    values = pd.Series(["Won", "Lost", "Open", "Won", "Lost", "Open", "Stalled"])
+    mapped, mapping = map_label(values, source="s", column="stage", positive=("won",), open_values=("Open",))
+    assert mapped.isna().tolist() == [False, False, True, False, False, True, False]
+    assert mapped.dropna().tolist() == [1, 0, 1, 0, 0]
+    assert mapping.open == ("Open",) and set(mapping.negative) == {"Lost", "Stalled"}
+    with pytest.raises(DataError, match=r"--positive 'Closed' is not a value of the label"):
+        map_label(values, source="s", column="stage", positive=("Closed",))
+
+
+def test_numeric_zero_one_labels_from_parquet_types():
+    mapped, mapping = map_label(pd.Series([0.0, 1.0, 1.0]), source="s", column="c")
+    assert mapped.tolist() == [0, 1, 1] and mapping.positive == ("1",)
 
 
 def test_numbers_flag_bad_cells_and_read_booleans():

@@ -38,7 +38,7 @@ def test_calibration_lowers_brier_of_an_overfit_booster_on_the_demo_test_slice(d
 
     world, _ = demo_trained
     overfit = ModelConfig(learning_rate=0.3, num_leaves=63, min_child_samples=5, max_trees=300,
-                          early_stopping_rounds=0, calibration="sigmoid")
+                          early_stopping_rounds=0, calibration="sigmoid", candidates=("lightgbm",))
     result = train_model(world.leads, world.outcomes, world.events,
                          dataclasses.replace(TrainConfig(seed=0), model=overfit))
     calibrated, raw = result.metrics["model"], result.metrics["model_uncalibrated"]
@@ -104,8 +104,9 @@ def test_bundle_round_trip_and_integrity(trained, tmp_path):
 
 def test_band_cutoffs_follow_capacity_shares(trained):
     scorer = ModelScorer(trained.bundle)
-    cal = trained.frame.subset(trained.split.calibration)
-    bands = scorer.score_frame(cal, reasons=False)["band"].value_counts(normalize=True)
+    # Cut-offs come from out-of-fold probabilities of the training leads; the held-out leads share their mix.
+    held_out = trained.frame.subset(trained.split.test)
+    bands = scorer.score_frame(held_out, reasons=False)["band"].value_counts(normalize=True)
     # Default shares: top 10% sales, next 20% telemarketing (integer cut-offs make it approximate).
     assert 0.05 <= bands.get("sales", 0) <= 0.16
     assert 0.12 <= bands.get("telemarketing", 0) <= 0.30
@@ -164,15 +165,14 @@ def test_auto_calibration_is_recorded_and_reasons_add_up_whatever_was_chosen(dem
     chosen = result.params["calibration"]
     assert chosen in ("none", "sigmoid", "isotonic")
     cv = result.params["calibration_cv_log_loss"]
-    assert chosen == min(cv, key=cv.get)
+    # The simplest method within one standard error of the best: never far from the lowest loss.
+    assert cv[chosen] <= min(cv.values()) + 0.002
     scorer = ModelScorer(result.bundle)
     base, contrib, p = scorer.contributions(result.test_frame.features)
     np.testing.assert_allclose(base + contrib.sum(axis=1).to_numpy(), p, atol=1e-6)
-    iso = ModelScorer(ModelBundle(result.bundle.spec, result.bundle.booster,
-                                  IsotonicCalibrator().fit(
-                                      result.bundle.booster.predict(result.frame.subset(result.split.calibration).X,
-                                                                    raw_score=True),
-                                      result.frame.subset(result.split.calibration).y),
+    train = result.frame.subset(result.split.train)
+    iso = ModelScorer(ModelBundle(result.bundle.spec, result.bundle.model,
+                                  IsotonicCalibrator().fit(result.bundle.model.margin(train.X), train.y),
                                   result.bundle.bands))
     base, contrib, p = iso.contributions(result.test_frame.features)
     np.testing.assert_allclose(base + contrib.sum(axis=1).to_numpy(), p, atol=1e-6)

@@ -185,7 +185,8 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
                    n_trees: int | None = None) -> pd.DataFrame:
     """Test ROC AUC and log loss when fitting on the latest fraction of the training slice (fixed tree count).
 
-    Each model is calibrated on the run's calibration slice like the real one, so log loss compares fairly.
+    Each model is calibrated on the run's calibration slice (the latest 15% of the training leads when the run
+    was cross-fitted), so log loss compares fairly.
     """
     from sklearn.metrics import log_loss, roc_auc_score
 
@@ -202,6 +203,10 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
     else:  # no dates: a seeded shuffle stands in for time order, as in training
         order = np.random.default_rng(config.seed).permutation(idx)
     cal_idx, test_idx = np.flatnonzero(split.calibration), np.flatnonzero(split.test)
+    if len(cal_idx) == 0:
+        # Cross-fitted run (no calibration slice): the latest 15% of the training leads calibrate each curve point.
+        n_cal = max(1, int(round(0.15 * len(order))))
+        cal_idx, order = order[-n_cal:], order[:-n_cal]
     cats = list(frame.spec.categorical_columns)
     rows = []
     for fraction in sorted(set(float(f) for f in fractions)):

@@ -60,10 +60,10 @@ def signal_verdict(y: np.ndarray, p_model: np.ndarray, p_baseline: np.ndarray, *
             f"prefer the simpler model on this data.")
     elif gain_ci[0] <= 0:
         verdict, text = "model_equal_to_baseline", (
-            f"Signal found (ROC AUC [{auc_ci[0]:.3f}, {auc_ci[1]:.3f}]); LightGBM and the logistic baseline rank "
+            f"Signal found (ROC AUC [{auc_ci[0]:.3f}, {auc_ci[1]:.3f}]); the model and the logistic baseline rank "
             f"about equally (gain [{gain_ci[0]:+.3f}, {gain_ci[1]:+.3f}]).")
     else:
         verdict, text = "model_better", (
-            f"Signal found (ROC AUC [{auc_ci[0]:.3f}, {auc_ci[1]:.3f}]); LightGBM beats the logistic baseline "
+            f"Signal found (ROC AUC [{auc_ci[0]:.3f}, {auc_ci[1]:.3f}]); the model beats the logistic baseline "
             f"(gain [{gain_ci[0]:+.3f}, {gain_ci[1]:+.3f}]).")
     return {"verdict": verdict, "text": text, "roc_auc_ci": auc_ci, "gain_over_baseline_ci": gain_ci}

@@ -241,10 +241,15 @@ def _calibration_lines(result: TrainResult) -> list[str]:
     cal = result.bundle.calibrator
     meta = result.bundle.meta.get("calibration", {}) if isinstance(result.bundle.meta, dict) else {}
     method = getattr(cal, "method", meta.get("method", "unknown"))
+    where = meta.get("fitted_on", "calibration slice")
     if method == "none":
-        lines = ["- Method: **none**: probability = logistic of the LightGBM margin, unchanged."]
+        lines = [f"- Method: **none**: probability = logistic of the {result.bundle.learner} margin, unchanged "
+                 f"(chosen on the {where})."]
+    elif where == "out-of-fold margins":
+        lines = [f"- Method: **{method}**, fitted on the out-of-fold margins of the training leads (each margin "
+                 f"from a fold model that did not see the lead; the test slice is never used)."]
     else:
-        lines = [f"- Method: **{method}**, fitted on the LightGBM margin of the calibration slice (disjoint from "
+        lines = [f"- Method: **{method}**, fitted on the margin of the calibration slice (disjoint from "
                  f"training and test)."]
     if method != "none" and hasattr(cal, "a_") and hasattr(cal, "b_"):
         lines.append(f"- Coefficients: calibrated logit = {cal.a_:.4f} x margin {cal.b_:+.4f}.")
@@ -253,7 +258,7 @@ def _calibration_lines(result: TrainResult) -> list[str]:
                      f"{float(np.max(cal.x_)):.3f}.")
     cv = meta.get("cv_log_loss") or result.params.get("calibration_cv_log_loss")
     if cv:
-        lines.append("- Chosen by cross-validated log loss on the calibration slice: " +
+        lines.append(f"- Chosen by cross-validated log loss on the {where}: " +
                      ", ".join(f"{k} {v:.4f}" for k, v in cv.items()) + ".")
     raw, calibrated = result.metrics.get("model_uncalibrated"), result.metrics.get("model")
     if raw and calibrated:
@@ -283,7 +288,7 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
                backtest: pd.DataFrame | None = None, n_boot: int = 300, seed: int = 0,
                learning: pd.DataFrame | None = None) -> str:
     """The model card as Markdown: what the model is, what it learned from, how well it does, where not to use it."""
-    spec, bundle, config = result.bundle.spec, result.bundle, result.config
+    spec, bundle = result.bundle.spec, result.bundle
     window = bundle.meta.get("training_window", {}) if isinstance(bundle.meta, dict) else {}
     test = result.test_frame
     y = test.y
@@ -292,19 +297,32 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
     out: list[str] = [f"# Model card: lead conversion model{f' {version}' if version else ''}", ""]
 
     n_event = len(spec.event_feature_names)
+    trees = f", {bundle.booster.num_trees()} trees" if bundle.booster is not None else ""
     out += ["## Model", "",
-            f"- Calibrated LightGBM ({result.params.get('n_trees', bundle.booster.num_trees())} trees, learning rate "
-            f"{config.model.learning_rate}, {config.model.num_leaves} leaves) on {len(spec.feature_names)} features "
+            f"- Calibrated {bundle.learner}{trees} on {len(spec.feature_names)} features "
             f"({len(spec.numeric_columns)} numeric, {len(spec.categorical_columns)} categorical, {n_event} from "
             f"events); compared with a logistic-regression baseline on the same features.",
             f"- Output: probability of converting, a 0-100 score (probability in points) and a band "
             f"({' / '.join(bundle.bands.names)}).", ""]
+    label = bundle.meta.get("label") if isinstance(bundle.meta, dict) else None
+    if label:
+        out.insert(len(out) - 1, f"- Outcome mapping: {label['text']}.")
+    if result.candidates is not None:
+        cross = result.params.get("cross_fit", {})
+        out += [f"Learner chosen by {cross.get('folds')}-fold cross-fitting ({cross.get('kind')}) on every non-test "
+                f"lead: the lowest cross-validated log loss after calibration, a simpler learner within one "
+                f"standard error winning the tie; then refitted on all of them.", "",
+                markdown_table(result.candidates[["candidate", "cv_log_loss", "cv_roc_auc", "calibration",
+                                                  "chosen"]],
+                               {"cv_log_loss": lambda v: f"{v:.4f}", "cv_roc_auc": lambda v: f"{v:.3f}"}), ""]
 
     out += ["## Training window", ""]
     if window.get("train_as_of_min"):
-        out += [f"- Split: {window.get('split')} (train < calibration < test by as_of).",
+        cal = (f"calibration leads: as_of from {_day(window['calibration_start'])}; "
+               if window.get("calibration_start") else "cross-fitted (no calibration slice); ")
+        out += [f"- Split: {window.get('split')} (training < test by as_of).",
                 f"- Training leads: as_of {_day(window['train_as_of_min'])} to {_day(window['train_as_of_max'])}.",
-                f"- Calibration leads: as_of from {_day(window['calibration_start'])}; test leads: as_of "
+                f"- {cal[0].upper() + cal[1:]}test leads: as_of "
                 f"{_day(window['test_start'])} to {_day(window['test_as_of_max'])}.",
                 f"- Data end (last date seen in the export): {_day(window.get('data_end')) or 'n/a'}.", ""]
     else:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features.io import write_table, write_text
+from models.explain import margin_contributions
 from training import plots
 from training.backtest import learning_curve as compute_learning_curve
 from training.backtest import rolling_backtest, segment_metrics
@@ -30,14 +31,15 @@ DEFAULT_SEGMENT_COLUMNS = ("lead_source", "industry", "country", "channel", "ori
 SHAP_MAX_ROWS = 2000
 METRIC_COLUMNS = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "ece_noise_p95", "calibration_in_the_large",
                   "lift_top_decile", "mae_vs_truth")
-MODEL_NAMES = {"model": "LightGBM (calibrated)", "model_uncalibrated": "LightGBM (before calibration)",
+MODEL_NAMES = {"model": "chosen learner (calibrated)", "model_uncalibrated": "chosen learner (before calibration)",
                "baseline": "logistic baseline"}
 _CAPTIONS = {
     "plots_reliability": "Reliability: observed conversion rate against predicted probability (test slice).",
     "plots_gains_lift": "Cumulative gains and lift by decile (test slice).",
     "plots_roc_pr": "ROC and precision-recall curves, model vs baseline (test slice).",
     "plots_bands": "Expected vs observed conversions per band (test slice).",
-    "plots_shap_summary": "What drives the base LightGBM model: SHAP values on the margin (sampled test leads).",
+    "plots_shap_summary": "What drives the model: exact contributions to its margin (SHAP for LightGBM; coefficient x "
+                          "centred value for the logistic part), on sampled test leads.",
     "plots_dependence": "Feature value vs contribution for the four most important features.",
     "plots_learning_curve": "Learning curve: test metrics by amount of (most recent) training data.",
     "plots_backtest": "Rolling-origin backtest by month.",
@@ -187,7 +189,7 @@ def write_report(result: TrainResult, directory: str | os.PathLike, *, version: 
     y = test.y
     p_model = result.test_scores["probability"].to_numpy(dtype="float64")
     p_base = baseline_probabilities(result)
-    curves = {"LightGBM (calibrated)": p_model, "logistic baseline": p_base}
+    curves = {f"{bundle.learner} (calibrated)": p_model, "logistic baseline": p_base}
     images["plots_reliability"] = plots.reliability_diagram(y, curves, directory / "reliability.png")
     images["plots_gains_lift"] = plots.gains_chart(y, curves, directory / "gains_lift.png")
     images["plots_roc_pr"] = plots.roc_pr_curves(y, curves, directory / "roc_pr.png")
@@ -200,7 +202,7 @@ def write_report(result: TrainResult, directory: str | os.PathLike, *, version: 
     if len(X) > SHAP_MAX_ROWS:
         rows = np.sort(np.random.default_rng(result.config.seed).choice(len(X), SHAP_MAX_ROWS, replace=False))
         X = X.iloc[rows]
-    contrib = np.asarray(bundle.booster.predict(X, pred_contrib=True), dtype="float64")
+    contrib = margin_contributions(bundle.model, X)
     images["plots_shap_summary"] = plots.shap_summary(contrib, X, directory / "shap_summary.png")
     images["plots_dependence"] = plots.dependence_plots(contrib, X, directory / "dependence.png",
                                                         categories=dict(spec.categorical_vocab), top_k=4)

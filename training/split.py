@@ -22,10 +22,17 @@ class Split:
     method: str
     calibration_start: pd.Timestamp | None = None
     test_start: pd.Timestamp | None = None
+    cross_fit_folds: int = 0  # > 0: the calibration slice is merged into training and cross-fitted
+
+    def cross_fitted(self, folds: int) -> Split:
+        """The same test slice, with the calibration slice given back to training (K-fold cross-fitting)."""
+        return Split(self.train | self.calibration, np.zeros_like(self.calibration), self.test, self.method,
+                     None, self.test_start, folds)
 
     def describe(self) -> dict[str, object]:
         return {
             "method": self.method,
+            "cross_fit_folds": self.cross_fit_folds,
             "train_rows": int(self.train.sum()),
             "calibration_rows": int(self.calibration.sum()),
             "test_rows": int(self.test.sum()),
@@ -37,8 +44,18 @@ class Split:
 def time_split(frame: pd.DataFrame, as_of: pd.Series, config: SplitConfig, *, source: str = "leads") -> Split:
     """Cut by as_of quantiles so no calibration or test lead is older than any training lead."""
     t = pd.Series(as_of).reset_index(drop=True)
-    cal_start = t.quantile(1 - config.test_fraction - config.calibration_fraction)
-    test_start = t.quantile(1 - config.test_fraction)
+    if config.test_start is not None:
+        try:
+            test_start = pd.Timestamp(config.test_start)
+        except ValueError as exc:
+            raise DataError(f"split.test_start: cannot parse {config.test_start!r} as a date") from exc
+        test_start = test_start.tz_localize("UTC") if test_start.tzinfo is None else test_start.tz_convert("UTC")
+        before = t[t < test_start]
+        share = config.calibration_fraction / (1 - config.test_fraction)
+        cal_start = before.quantile(1 - share) if len(before) else test_start
+    else:
+        cal_start = t.quantile(1 - config.test_fraction - config.calibration_fraction)
+        test_start = t.quantile(1 - config.test_fraction)
     train = (t < cal_start).to_numpy()
     cal = ((t >= cal_start) & (t < test_start)).to_numpy()
     test = (t >= test_start).to_numpy()

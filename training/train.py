@@ -15,7 +15,7 @@ from features.build import build_lead_frame, fit_spec, refit_vocabularies, type_
 from features.checks import CheckReport, run_checks
 from features.config import TrainConfig, config_to_dict
 from features.errors import DataError
-from features.io import require_columns
+from features.io import apply_na_values, require_columns
 from features.labels import infer_data_end, label_leads, labels_from_column, outcome_times
 from features.spec import AS_OF, LABEL, LeadFrame
 from models.bundle import Bands, ModelBundle
@@ -44,6 +44,8 @@ class TrainResult:
     checks: CheckReport | None = None
     tuning: pd.DataFrame | None = None
     report_files: dict[str, Any] = field(default_factory=dict)
+    candidates: pd.DataFrame | None = None  # every learner's cross-validated scores (cross-fitted runs)
+    label_mapping: Any = None
 
     @property
     def test_frame(self) -> LeadFrame:
@@ -131,6 +133,7 @@ class Prepared:
     checks: CheckReport
     has_dates: bool
     data_end: pd.Timestamp | None = None
+    label_mapping: Any = None  # features.labels.LabelMapping of a label column, else None
 
 
 class DataCheckFailed(DataError):
@@ -166,11 +169,20 @@ def prepare_training_data(
                         f"to know which events came before as_of")
     spec = fit_spec(leads, events, data, config.features, source=sources["leads"])
     typed = type_leads(leads, spec, source=sources["leads"], strict=True, require_created=has_dates)
+    # Category cells as read, by lead id: the vocabulary is refitted on the training slice below, and the
+    # rows must then be categorised from what the file says, exactly as scoring will.
+    as_read = apply_na_values(leads, spec.na_values)
+    raw_categories = pd.DataFrame({c: as_read[c].to_numpy() for c in spec.categorical_columns},
+                                  index=typed.leads[spec.id_column].to_numpy()) if len(typed.leads) == len(leads) \
+        else None
     typed_events = type_events(events, spec, source=sources["events"]) if events is not None else None
+    mapping = None
     if data.label is not None:
         labelled = labels_from_column(typed.leads, outcomes, label=data.label, id_column=spec.id_column,
                                       created_column=spec.created_column, as_of_days=spec.as_of_days,
-                                      source=sources["leads"], outcomes_source=sources["outcomes"])
+                                      source=sources["leads"], outcomes_source=sources["outcomes"],
+                                      positive=config.label.positive, open_values=config.label.open)
+        mapping = labelled.mapping
     else:
         converted = outcome_times(outcomes, id_column=data.lead_id, converted_at=data.converted_at,
                                   source=sources["outcomes"])
@@ -196,20 +208,25 @@ def prepare_training_data(
         split = time_split(frame.frame, frame.as_of, config.split, source=sources["leads"])
     else:
         split = random_split(frame.y, config.split, config.seed, source=sources["leads"])
+    if int((~split.test).sum()) <= config.model.crossfit_max_rows:
+        split = split.cross_fitted(config.model.cv_folds)
     # Vocabularies and event types from the training slice only (events up to its last as_of), so nothing
     # first seen in the calibration or test period shapes the model's inputs.
     train_until = frame.as_of[split.train].max() if has_dates else None
-    refit = refit_vocabularies(spec, labelled.leads.loc[split.train], typed_events, config.features,
+    rows = labelled.leads.copy()
+    if raw_categories is not None:
+        for col in spec.categorical_columns:
+            rows[col] = rows[spec.id_column].map(raw_categories[col])
+    refit = refit_vocabularies(spec, rows.loc[split.train], typed_events, config.features,
                                events_until=train_until)
-    if refit != spec:
+    if refit != spec or raw_categories is not None:
         spec = refit
-        rows = labelled.leads.copy()
-        for col, vocab in spec.categorical_vocab.items():  # as scoring does: unseen in training -> missing
-            rows[col] = rows[col].where(rows[col].isin(list(vocab)))
+        for col in spec.categorical_columns:  # as scoring does: pooled or missing when not in the vocabulary
+            rows[col], _ = spec.categorise(col, rows[col])
         frame = build_lead_frame(rows, typed_events, spec, rows[AS_OF], extra_columns=[LABEL], stats=typed.stats)
     counts = {**labelled.counts, **split.describe(), "lead_stats": frame.stats,
               "train_positive_rate": float(frame.y[split.train].mean())}
-    return Prepared(spec, frame, split, counts, report, has_dates, data_end)
+    return Prepared(spec, frame, split, counts, report, has_dates, data_end, mapping)
 
 
 def train_model(
@@ -237,21 +254,37 @@ def train_model(
 
         tuned_model, tuning = tune_model_config(frame, split.train, config, config.tune_trials)
         config = dataclasses.replace(config, model=tuned_model)
-    booster, fit_info = fit_lightgbm(frame, split.train, config)
+    if split.cross_fit_folds:
+        from training.crossfit import select_learner
+
+        selection = select_learner(frame, split.train, config)
+        model, margin_cal, y_cal = selection.model, selection.oof_margin, frame.y[split.train]
+        method, calibration_cv = selection.calibration, selection.calibration_cv
+        fit_info: dict[str, Any] = {
+            "learner": selection.chosen, "cross_fit": {"folds": selection.n_folds, "kind": selection.fold_kind},
+            "candidates": {r.name: r.row() for r in selection.results.values()}, **selection.info}
+        candidates_table = selection.table()
+    else:
+        booster, fit_info = fit_lightgbm(frame, split.train, config)
+        model = booster
+        cal_frame = frame.subset(split.calibration)
+        margin_cal, y_cal = booster.predict(cal_frame.X, raw_score=True), cal_frame.y
+        method = config.model.calibration
+        calibration_cv = {}
+        if method == "auto":
+            method, calibration_cv = select_calibration(margin_cal, y_cal, seed=config.seed)
+        fit_info["learner"] = "lightgbm"
+        candidates_table = None
     if tuning is not None:
         fit_info["tuning_trials"] = len(tuning)
         fit_info["tuned"] = {k: getattr(config.model, k) for k in ("learning_rate", "num_leaves",
                                                                    "min_child_samples", "feature_fraction",
                                                                    "bagging_fraction", "reg_lambda")}
-    cal_frame = frame.subset(split.calibration)
-    margin_cal = booster.predict(cal_frame.X, raw_score=True)
-    method = config.model.calibration
-    calibration_cv: dict[str, float] = {}
-    if method == "auto":
-        method, calibration_cv = select_calibration(margin_cal, cal_frame.y, seed=config.seed)
-    calibrator = make_calibrator(method).fit(margin_cal, cal_frame.y)
+    calibrator = make_calibrator(method).fit(margin_cal, y_cal)
     fit_info["calibration"] = method
     fit_info["calibration_cv_log_loss"] = calibration_cv
+    # Band cut-offs from the calibrated probabilities of leads the model did not see: the calibration slice,
+    # or the out-of-fold margins when cross-fitted.
     p_cal = calibrator.predict(margin_cal)
     if config.bands.cutoffs is not None:
         cutoffs = tuple(int(round(c)) for c in config.bands.cutoffs)
@@ -264,16 +297,18 @@ def train_model(
         window.update({
             "train_as_of_min": frame.as_of[split.train].min().isoformat(),
             "train_as_of_max": frame.as_of[split.train].max().isoformat(),
-            "calibration_start": split.calibration_start.isoformat(),
+            "calibration_start": None if split.calibration_start is None else split.calibration_start.isoformat(),
             "test_start": split.test_start.isoformat(),
             "test_as_of_max": frame.as_of[split.test].max().isoformat(),
             "data_end": None if prepared.data_end is None else pd.Timestamp(prepared.data_end).isoformat(),
         })
-    bundle = ModelBundle(
-        spec=spec, booster=booster, calibrator=calibrator, bands=bands,
-        meta={"calibration": {"method": method, "cv_log_loss": calibration_cv}, "training_window": window,
-              "counts": counts, "versions": library_versions(), "config": config_to_dict(config), "fit": fit_info},
-    )
+    meta = {"calibration": {"method": method, "cv_log_loss": calibration_cv,
+                            "fitted_on": "out-of-fold margins" if split.cross_fit_folds else "calibration slice"},
+            "training_window": window, "counts": counts, "versions": library_versions(),
+            "config": config_to_dict(config), "fit": fit_info, "learner": fit_info["learner"]}
+    if prepared.label_mapping is not None:
+        meta["label"] = prepared.label_mapping.to_dict()
+    bundle = ModelBundle(spec=spec, model=model, calibrator=calibrator, bands=bands, meta=meta)
 
     test_frame = frame.subset(split.test)
     truth_test = None
@@ -281,9 +316,9 @@ def train_model(
         truth_test = test_frame.ids.map(truth).to_numpy(dtype="float64", na_value=np.nan)
     scorer = ModelScorer(bundle)
     model_metrics, test_scores = evaluate_scorer(scorer, test_frame, truth=truth_test)
-    uncal = make_calibrator("none").fit(margin_cal, cal_frame.y)
+    uncal = make_calibrator("none").fit(margin_cal, y_cal)
     uncal_metrics, _ = evaluate_scorer(
-        ModelScorer(ModelBundle(spec, booster, uncal, bands)), test_frame, truth=truth_test, reasons=False
+        ModelScorer(ModelBundle(spec, bundle.model, uncal, bands)), test_frame, truth=truth_test, reasons=False
     )
 
     baseline = make_logistic(spec, config.model, config.seed)
@@ -301,7 +336,8 @@ def train_model(
     log.info("trained: %s test AUC %.3f (baseline %.3f)", fit_info, model_metrics["roc_auc"],
              baseline_metrics["roc_auc"])
     return TrainResult(bundle, baseline, frame, split, metrics, counts, test_scores, config, params=fit_info,
-                       checks=prepared.checks, tuning=tuning)
+                       checks=prepared.checks, tuning=tuning, candidates=candidates_table,
+                       label_mapping=prepared.label_mapping)
 
 
 def _baseline_input(frame: LeadFrame) -> pd.DataFrame:

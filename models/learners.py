@@ -1,0 +1,252 @@
+"""Margin models: LightGBM, a logistic model over readable transforms, and their blend in margin space.
+
+Every learner maps the encoded feature matrix (`FeatureSpec.encode`) to a raw margin (log-odds before
+calibration) and splits that margin exactly into one contribution per feature plus a bias, so reasons add up
+whatever learner a run chooses:
+
+- LightGBM: exact TreeSHAP on the margin (`models.explain.tree_contributions`).
+- Logistic: coef x (z - mean z) summed back to the source column of every design column z (one-hot levels,
+  missing indicator, spline basis), with the bias = intercept + coef . mean z.
+- Blend: w x tree + (1 - w) x logistic, and the same weights on the contributions.
+
+Saved as plain numbers (JSON) and LightGBM's own text model: no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from features.spec import FeatureSpec
+from models.explain import tree_contributions
+
+SPLINE_KNOTS = 4
+SPLINE_DEGREE = 3
+MIN_SPLINE_DISTINCT = 10
+
+
+def _signed_log1p(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _bspline_basis(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Cubic B-spline basis (n, len(knots) + 2) on clipped values: constant beyond the outer knots."""
+    from scipy.interpolate import BSpline
+
+    k = SPLINE_DEGREE
+    t = np.concatenate([[knots[0]] * k, knots, [knots[-1]] * k])
+    xc = np.clip(x, knots[0], knots[-1])
+    return BSpline.design_matrix(xc, t, k, extrapolate=False).toarray()
+
+
+@dataclass
+class LinearEncoder:
+    """Readable transforms of the encoded matrix: numbers signed-log1p, median-imputed, standardised, with a
+    missing indicator (or a cubic spline basis); categories one-hot over the spec's codes plus missing."""
+
+    spec: FeatureSpec
+    splines: bool = False
+    columns_: list[dict[str, Any]] = field(default_factory=list)
+
+    def fit(self, X: np.ndarray) -> LinearEncoder:
+        self.columns_ = []
+        for j, name in enumerate(self.spec.feature_names):
+            x = X[:, j]
+            if name in self.spec.categorical_vocab:
+                self.columns_.append({"name": name, "kind": "categorical",
+                                      "levels": len(self.spec.categorical_vocab[name])})
+                continue
+            z = _signed_log1p(x)
+            present = ~np.isnan(z)
+            median = float(np.median(z[present])) if present.any() else 0.0
+            filled = np.where(present, z, median)
+            center, scale = float(filled.mean()), float(filled.std())
+            entry = {"name": name, "kind": "numeric", "median": median, "center": center,
+                     "scale": scale if scale > 1e-12 else 1.0, "indicator": bool((~present).any() and present.any())}
+            distinct = np.unique(filled).size
+            if self.splines and distinct >= MIN_SPLINE_DISTINCT:
+                knots = np.unique(np.quantile(filled, np.linspace(0, 1, SPLINE_KNOTS)))
+                if knots.size >= 3:
+                    entry["knots"] = [float(v) for v in knots]
+            self.columns_.append(entry)
+        return self
+
+    def transform(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Design matrix (n, m) and, per design column, the index of its source feature."""
+        blocks, groups = [], []
+        for j, col in enumerate(self.columns_):
+            x = X[:, j]
+            if col["kind"] == "categorical":
+                codes = np.where(np.isnan(x), col["levels"], x).astype(np.int64)
+                codes = np.clip(codes, 0, col["levels"])
+                block = np.zeros((len(x), col["levels"] + 1))
+                block[np.arange(len(x)), codes] = 1.0
+            else:
+                z = _signed_log1p(x)
+                missing = np.isnan(z)
+                filled = np.where(missing, col["median"], z)
+                if "knots" in col:
+                    block = _bspline_basis(filled, np.asarray(col["knots"]))
+                else:
+                    block = ((filled - col["center"]) / col["scale"])[:, None]
+                if col["indicator"]:
+                    block = np.column_stack([block, missing.astype("float64")])
+            blocks.append(block)
+            groups.append(np.full(block.shape[1], j))
+        if not blocks:
+            return np.zeros((len(X), 0)), np.zeros(0, dtype=np.int64)
+        return np.column_stack(blocks), np.concatenate(groups)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"splines": self.splines, "columns": self.columns_}
+
+    @classmethod
+    def from_dict(cls, spec: FeatureSpec, values: dict[str, Any]) -> LinearEncoder:
+        enc = cls(spec, splines=bool(values["splines"]))
+        enc.columns_ = list(values["columns"])
+        if [c["name"] for c in enc.columns_] != list(spec.feature_names):
+            raise ValueError("the logistic model's columns do not match the feature spec")
+        return enc
+
+
+class LinearMargin:
+    """A fitted L2 logistic model over `LinearEncoder` features; margin = intercept + coef . z."""
+
+    kind = "logistic"
+
+    def __init__(self, encoder: LinearEncoder, coef: np.ndarray, intercept: float, design_mean: np.ndarray,
+                 c: float) -> None:
+        self.encoder = encoder
+        self.coef = np.asarray(coef, dtype="float64")
+        self.intercept = float(intercept)
+        self.design_mean = np.asarray(design_mean, dtype="float64")
+        self.c = float(c)
+
+    @classmethod
+    def fit(cls, spec: FeatureSpec, X: np.ndarray, y: np.ndarray, *, c: float = 1.0, splines: bool = False,
+            seed: int = 0) -> LinearMargin:
+        encoder = LinearEncoder(spec, splines=splines).fit(X)
+        return cls.fit_design(encoder, encoder.transform(X)[0], y, c=c, seed=seed)
+
+    @classmethod
+    def fit_design(cls, encoder: LinearEncoder, Z: np.ndarray, y: np.ndarray, *, c: float, seed: int = 0
+                   ) -> LinearMargin:
+        """Fit on a design matrix already built by `encoder` (cross-validation reuses one matrix)."""
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=c, solver="newton-cholesky", max_iter=200, random_state=seed)
+        clf.fit(Z, y)
+        return cls(encoder, clf.coef_[0], float(clf.intercept_[0]), Z.mean(axis=0), c)
+
+    def margin(self, X: np.ndarray) -> np.ndarray:
+        Z, _ = self.encoder.transform(np.asarray(X, dtype="float64"))
+        return self.intercept + Z @ self.coef
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """(n, k + 1): per source feature sum of coef x (z - mean z); last column the bias."""
+        X = np.asarray(X, dtype="float64")
+        Z, groups = self.encoder.transform(X)
+        k = X.shape[1]
+        parts = (Z - self.design_mean) * self.coef
+        out = np.zeros((len(X), k + 1))
+        np.add.at(out.T, groups, parts.T)
+        out[:, k] = self.intercept + float(self.design_mean @ self.coef)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"encoder": self.encoder.to_dict(), "coef": self.coef.tolist(), "intercept": self.intercept,
+                "design_mean": self.design_mean.tolist(), "C": self.c}
+
+    @classmethod
+    def from_dict(cls, spec: FeatureSpec, values: dict[str, Any]) -> LinearMargin:
+        return cls(LinearEncoder.from_dict(spec, values["encoder"]), np.asarray(values["coef"]),
+                   float(values["intercept"]), np.asarray(values["design_mean"]), float(values.get("C", 1.0)))
+
+
+class TreeMargin:
+    """A LightGBM booster's raw score."""
+
+    kind = "lightgbm"
+
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+
+    def margin(self, X) -> np.ndarray:
+        return np.asarray(self.booster.predict(X, raw_score=True), dtype="float64")
+
+    def contributions(self, X) -> np.ndarray:
+        return tree_contributions(self.booster, X)
+
+
+class BlendMargin:
+    """w x LightGBM margin + (1 - w) x logistic margin; contributions blend with the same weights."""
+
+    kind = "blend"
+
+    def __init__(self, tree: TreeMargin, linear: LinearMargin, weight: float) -> None:
+        self.tree = tree
+        self.linear = linear
+        self.weight = float(weight)
+
+    @property
+    def booster(self) -> Any:
+        return self.tree.booster
+
+    def margin(self, X) -> np.ndarray:
+        return self.weight * self.tree.margin(X) + (1 - self.weight) * self.linear.margin(np.asarray(X))
+
+    def contributions(self, X) -> np.ndarray:
+        return self.weight * self.tree.contributions(X) + (1 - self.weight) * self.linear.contributions(
+            np.asarray(X))
+
+
+MarginModel = TreeMargin | LinearMargin | BlendMargin
+
+
+def learner_description(model: MarginModel) -> str:
+    """Short readable name ('LightGBM', 'logistic (splines)', 'blend 0.6 LightGBM + 0.4 logistic')."""
+    if isinstance(model, TreeMargin):
+        return "LightGBM"
+    if isinstance(model, LinearMargin):
+        return "logistic (splines)" if model.encoder.splines else "logistic"
+    lin = "logistic (splines)" if model.linear.encoder.splines else "logistic"
+    return f"blend {model.weight:.2f} LightGBM + {1 - model.weight:.2f} {lin}"
+
+
+def learner_to_json(model: MarginModel) -> str:
+    """The learner's description file; a LightGBM part is saved separately as model.txt."""
+    if isinstance(model, TreeMargin):
+        values: dict[str, Any] = {"kind": "lightgbm"}
+    elif isinstance(model, LinearMargin):
+        values = {"kind": "logistic", "logistic": model.to_dict()}
+    else:
+        values = {"kind": "blend", "weight": model.weight, "logistic": model.linear.to_dict()}
+    return json.dumps(values, indent=1, sort_keys=True)
+
+
+def learner_from_json(text: str | None, spec: FeatureSpec, booster: Any | None) -> MarginModel:
+    """Rebuild a learner from its description (None: a LightGBM-only bundle of an earlier format)."""
+    values = json.loads(text) if text else {"kind": "lightgbm"}
+    kind = values.get("kind")
+    if kind == "lightgbm":
+        if booster is None:
+            raise ValueError("a LightGBM learner needs model.txt")
+        return TreeMargin(booster)
+    if kind == "logistic":
+        return LinearMargin.from_dict(spec, values["logistic"])
+    if kind == "blend":
+        if booster is None:
+            raise ValueError("a blend needs model.txt")
+        return BlendMargin(TreeMargin(booster), LinearMargin.from_dict(spec, values["logistic"]),
+                           float(values["weight"]))
+    raise ValueError(f"unknown learner kind {kind!r}")
+
+
+def tree_booster(model: MarginModel) -> Any | None:
+    """The LightGBM booster inside a learner, if any."""
+    if isinstance(model, TreeMargin | BlendMargin):
+        return model.booster
+    return None

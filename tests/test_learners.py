@@ -1,0 +1,138 @@
+"""Learners: exact additive contributions for every learner, safe round trips, an honest cross-fitted choice."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.config import ModelConfig, TrainConfig
+from models.bundle import ModelBundle
+from models.calibration import IsotonicCalibrator, SigmoidCalibrator
+from models.learners import BlendMargin, LinearMargin, TreeMargin
+from models.scorer import ModelScorer
+from training.train import train_model
+
+
+def _flat_table(n: int, seed: int, *, interaction: bool) -> pd.DataFrame:
+    """A flat export with missing numbers, a category with rare levels, and a linear or interaction truth."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=n)
+    b = rng.normal(size=n)
+    level = rng.choice(["alpha", "beta", "gamma", "delta"], size=n, p=[0.4, 0.3, 0.2, 0.1])
+    rare = np.array([f"page-{i}" for i in rng.integers(0, 400, n)])
+    logit = -1.2 + (3.0 * (a > 0) * (b > 0) - 1.5 * (a < 0) * (b < 0) if interaction else 1.1 * a - 0.8 * b)
+    logit = logit + np.where(level == "alpha", 0.5, 0.0)
+    y = rng.random(n) < 1 / (1 + np.exp(-logit))
+    a_text = np.where(rng.random(n) < 0.1, "", np.round(a, 4).astype(str))
+    return pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": a_text, "b": np.round(b, 4), "level": level,
+                         "page": rare, "outcome": np.where(y, "Won", "Lost")})
+
+
+@pytest.fixture(scope="module")
+def linear_run():
+    frame = _flat_table(4000, 1, interaction=False)
+    cfg = TrainConfig(seed=1)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, lead_id="id", label="outcome"))
+    return frame, train_model(frame, None, None, cfg)
+
+
+@pytest.fixture(scope="module")
+def interaction_run():
+    frame = _flat_table(6000, 2, interaction=True)
+    cfg = TrainConfig(seed=2)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, lead_id="id", label="outcome"))
+    return frame, train_model(frame, None, None, cfg)
+
+
+def test_linear_truth_picks_a_logistic_model_and_interactions_pick_trees(linear_run, interaction_run):
+    _, linear = linear_run
+    _, inter = interaction_run
+    assert linear.params["learner"].startswith("logistic"), linear.candidates
+    assert inter.params["learner"] in ("lightgbm", "lightgbm_defaults", "lightgbm_small", "blend"), inter.candidates
+    for result in (linear, inter):
+        table = result.candidates
+        assert set(table["candidate"]) == {"lightgbm", "lightgbm_defaults", "lightgbm_small", "logistic",
+                                           "logistic_splines", "blend"}
+        assert table["chosen"].sum() == 1
+        chosen = table.loc[table["chosen"]].iloc[0]
+        # Never more than noise worse than the best candidate.
+        assert chosen["cv_log_loss"] <= table["cv_log_loss"].min() * 1.02
+
+
+def test_cross_fit_trains_on_every_non_test_lead(linear_run):
+    _, result = linear_run
+    split = result.split
+    assert split.cross_fit_folds == 5
+    assert split.calibration.sum() == 0
+    assert split.train.sum() + split.test.sum() == len(result.frame)
+    assert result.bundle.meta["calibration"]["fitted_on"] == "out-of-fold margins"
+
+
+def test_rare_levels_are_pooled_not_dropped(linear_run):
+    _, result = linear_run
+    vocab = result.bundle.spec.categorical_vocab
+    # 400 pages seen ~10 times each: the frequent ones are kept, the rest pooled into one level.
+    assert "page" in vocab and vocab["page"][-1] == "(other)"
+
+
+@pytest.mark.parametrize("which", ["logistic", "logistic_splines", "blend"])
+def test_contributions_add_up_exactly_for_every_learner(interaction_run, which):
+    frame, result = interaction_run
+    spec = result.bundle.spec
+    X = result.frame.X.to_numpy()
+    y = result.frame.y
+    tree = TreeMargin(result.bundle.booster) if result.bundle.booster is not None else None
+    linear = LinearMargin.fit(spec, X, y, c=0.5, splines=which != "logistic")
+    if which == "blend":
+        if tree is None:
+            import lightgbm as lgb
+
+            tree = TreeMargin(lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 7},
+                                        lgb.Dataset(result.frame.X, y), num_boost_round=30))
+        model = BlendMargin(tree, linear, 0.6)
+    else:
+        model = linear
+    contrib = model.contributions(result.frame.X)
+    np.testing.assert_allclose(contrib.sum(axis=1), model.margin(result.frame.X), atol=1e-9)
+    for calibrator in (SigmoidCalibrator().fit(model.margin(X), y), IsotonicCalibrator().fit(model.margin(X), y)):
+        bundle = ModelBundle(spec, model, calibrator, result.bundle.bands)
+        base, parts, p = ModelScorer(bundle).contributions(result.frame.features)
+        np.testing.assert_allclose(base + parts.sum(axis=1).to_numpy(), p, atol=1e-9)
+
+
+def test_logistic_and_blend_bundles_round_trip_without_pickle(interaction_run, tmp_path):
+    _, result = interaction_run
+    X = result.frame.X.to_numpy()
+    y = result.frame.y
+    linear = LinearMargin.fit(result.bundle.spec, X, y, c=0.5, splines=True)
+    for name, model in (("logistic", linear),):
+        bundle = ModelBundle(result.bundle.spec, model, SigmoidCalibrator().fit(model.margin(X), y),
+                             result.bundle.bands)
+        bundle.save(tmp_path / name)
+        assert not (tmp_path / name / "model.txt").exists()
+        loaded = ModelBundle.load(tmp_path / name)
+        assert loaded.learner == "logistic (splines)"
+        np.testing.assert_array_equal(ModelScorer(loaded).predict_proba_features(result.frame.features),
+                                      ModelScorer(bundle).predict_proba_features(result.frame.features))
+
+
+def test_isotonic_map_is_strictly_increasing_so_ranking_survives():
+    rng = np.random.default_rng(0)
+    margin = rng.normal(size=3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-0.3 * margin))).astype(float)
+    iso = IsotonicCalibrator().fit(margin, y)
+    grid = np.sort(margin)
+    assert np.all(np.diff(iso.predict(grid)) > 0)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, iso.predict(margin)) == pytest.approx(roc_auc_score(y, margin), abs=1e-12)
+
+
+def test_candidates_can_be_restricted_and_bad_names_are_config_errors():
+    from features.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.candidates: unknown learner"):
+        ModelConfig(candidates=("xgboost",))
