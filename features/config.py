@@ -132,7 +132,7 @@ class FeatureConfig:
     event_types: tuple[str, ...] | None = None
     # Event types that do not count as engagement (for recency, decayed engagement, active days).
     negative_event_types: tuple[str, ...] = ("unsubscribe", "email_bounce")
-    max_categories: int = 50
+    max_categories: int = 200
     min_category_count: int = 10
 
     def __post_init__(self) -> None:

@@ -90,9 +90,10 @@ def test_score_command_keeps_every_row(demo_run, tmp_path):
     scored = pd.read_parquet(out)
     rejects = pd.read_parquet(result["rejects"])
     assert len(scored) + len(rejects) == 300
-    assert sorted(rejects["input_row"]) == [6, 8, 10]
-    assert set(rejects["reject_reason"]) == {"column 'lead_id': missing lead id", "column 'employees': not a number",
+    assert sorted(rejects["input_row"]) == [6, 10]  # row 8's unreadable employees is missing, not a reject
+    assert set(rejects["reject_reason"]) == {"column 'lead_id': missing lead id",
                                              "column 'lead_id': duplicate lead id"}
+    assert result["stats"]["not_a_number:employees"] == 1
     assert "company" in scored.columns
     assert result["stats"]["missing_column:country"] == 299  # every row typed (the duplicate was set aside first)
 
