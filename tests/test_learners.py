@@ -31,20 +31,21 @@ def _flat_table(n: int, seed: int, *, interaction: bool) -> pd.DataFrame:
                          "page": rare, "outcome": np.where(y, "Won", "Lost")})
 
 
-@pytest.fixture(scope="module")
-def linear_run():
-    frame = _flat_table(4000, 1, interaction=False)
-    cfg = TrainConfig(seed=1)
+def _run(n: int, seed: int, *, interaction: bool):
+    frame = _flat_table(n, seed, interaction=interaction)
+    cfg = TrainConfig(seed=seed)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, lead_id="id", label="outcome"))
     return frame, train_model(frame, None, None, cfg)
+
+
+@pytest.fixture(scope="module")
+def linear_run():
+    return _run(4000, 1, interaction=False)
 
 
 @pytest.fixture(scope="module")
 def interaction_run():
-    frame = _flat_table(6000, 2, interaction=True)
-    cfg = TrainConfig(seed=2)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, lead_id="id", label="outcome"))
-    return frame, train_model(frame, None, None, cfg)
+    return _run(6000, 2, interaction=True)
 
 
 def test_linear_truth_picks_a_logistic_model_and_interactions_pick_trees(linear_run, interaction_run):
