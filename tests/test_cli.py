@@ -60,6 +60,7 @@ def test_demo_registers_champion_in_the_sqlite_store(demo_run):
     assert run["metrics"]["test_model_ece"] == pytest.approx(summary["metrics"]["model"]["ece"])
 
 
+@pytest.mark.slow
 def test_demo_human_output_and_rerun_in_the_same_workdir(demo_run, tmp_path):
     import shutil
 

@@ -62,6 +62,7 @@ def test_promotion_accepts_a_better_challenger_refuses_a_worse_one_and_rolls_bac
     assert registered_alias("lead-conversion", "champion", tracking_uri=uri) == "1"
 
 
+@pytest.mark.slow
 def test_same_data_config_and_seed_give_identical_scores(store):
     world, _, _, _ = store
     a = train_model(world.leads, world.outcomes, world.events, TrainConfig(seed=5))

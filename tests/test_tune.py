@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from features.config import TrainConfig
 from training.train import train_model
@@ -26,6 +27,7 @@ def test_folds_are_expanding_and_never_validate_on_the_past():
             assert len(train) > len(folds[k - 1][0])
 
 
+@pytest.mark.slow
 def test_tuning_runs_a_seeded_search_and_keeps_a_good_model(small_world, trained):
     cfg = dataclasses.replace(TrainConfig(seed=3), tune_trials=3)
     a = train_model(small_world.leads, small_world.outcomes, small_world.events, cfg)
