@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 import pandas as pd
 
-from features.errors import DataError
-from features.io import parse_timestamps, require_columns
+from leadscore.features.errors import DataError
+from leadscore.features.io import parse_timestamps, require_columns
 
 STAGES: tuple[str, ...] = ("MQL", "SRL", "SQL", "opportunity", "won", "lost")
 FUNNEL_STAGES: tuple[str, ...] = ("MQL", "SRL", "SQL", "opportunity", "won")

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analytics.funnel import ALL
-from features.io import write_bytes
+from leadscore.analytics.funnel import ALL
+from leadscore.features.io import write_bytes
 
 
 def _plt() -> Any:

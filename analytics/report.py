@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from analytics import plots
-from analytics.funnel import (
+from leadscore.analytics import plots
+from leadscore.analytics.funnel import (
     ALL,
     band_conversion,
     conversion_by_channel,
@@ -31,8 +31,8 @@ from analytics.funnel import (
     sla_by_team,
     stalled_leads,
 )
-from features.errors import DataError
-from features.io import read_table, write_table, write_text
+from leadscore.features.errors import DataError
+from leadscore.features.io import read_table, write_table, write_text
 
 
 def _has(journeys: pd.DataFrame, *columns: str) -> bool:

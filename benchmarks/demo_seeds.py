@@ -10,9 +10,9 @@ import argparse
 import json
 import time
 
-from features.config import TrainConfig
-from features.demo import generate_demo_world
-from training.train import train_model
+from leadscore.features.config import TrainConfig
+from leadscore.features.demo import generate_demo_world
+from leadscore.training.train import train_model
 
 
 def main() -> None:

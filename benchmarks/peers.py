@@ -38,7 +38,7 @@ PEERS = ("product", "logistic", "lightgbm_defaults", "lightgbm_sigmoid", "flaml"
 
 
 def _metrics(y: np.ndarray, p: np.ndarray, seconds: float) -> dict:
-    from models.metrics import classification_metrics
+    from leadscore.models.metrics import classification_metrics
 
     m = classification_metrics(y, p)
     keys = ("roc_auc", "pr_auc", "brier", "ece", "ece_noise_p95", "calibration_in_the_large",
@@ -121,8 +121,8 @@ def _flaml(Xtr, ytr, Xte, cats, budget, seed):
 
 def _score_back(result, raw_leads: pd.DataFrame, events: pd.DataFrame | None, workdir: Path) -> np.ndarray:
     """Save the bundle, load it as the Predictor does, score the test leads from the raw table."""
-    from features.spec import AS_OF
-    from serve.predictor import Predictor
+    from leadscore.features.spec import AS_OF
+    from leadscore.serve.predictor import Predictor
 
     spec = result.frame.spec
     bundle_dir = workdir / "bundle"
@@ -142,7 +142,7 @@ def _score_back(result, raw_leads: pd.DataFrame, events: pd.DataFrame | None, wo
 
 
 def run_one(name: str, leads, outcomes, events, config, *, budget: float, truth=None) -> dict:
-    from training.train import train_model
+    from leadscore.training.train import train_model
 
     out: dict = {}
     started = time.perf_counter()
@@ -199,8 +199,8 @@ def _leadforge(workdir: Path, seed: int, difficulty: str) -> Path | None:
 
 def datasets(workdir: Path):
     """(name, loader) pairs; a loader returns (leads, outcomes, events, config, truth) or a skip reason."""
-    from features.config import TrainConfig, load_config
-    from features.demo import generate_demo_world
+    from leadscore.features.config import TrainConfig, load_config
+    from leadscore.features.demo import generate_demo_world
     from leadscore.pipeline import load_inputs
 
     def from_config(path: Path, **split):
@@ -317,7 +317,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(text)
     if args.write:
-        from features.io import write_text
+        from leadscore.features.io import write_text
 
         write_text(markdown(results, args.flaml_budget), args.write)
 

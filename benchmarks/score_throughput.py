@@ -12,10 +12,10 @@ import json
 import resource
 import time
 
-from features.config import TrainConfig
-from features.demo import generate_demo_world
-from serve.predictor import Predictor
-from training.train import train_model
+from leadscore.features.config import TrainConfig
+from leadscore.features.demo import generate_demo_world
+from leadscore.serve.predictor import Predictor
+from leadscore.training.train import train_model
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     predictor.score(leads, events, reasons=True)
     t_reasons = time.perf_counter() - t0
 
-    from features.build import build_lead_frame, resolve_as_of, type_events, type_leads
+    from leadscore.features.build import build_lead_frame, resolve_as_of, type_events, type_leads
 
     t0 = time.perf_counter()
     typed = type_leads(leads, predictor.spec, source="bench", strict=False, as_of_column="as_of")

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.config import DataConfig, FeatureConfig
-from features.errors import DataError, describe_rows
-from features.io import apply_na_values, looks_formatted, parse_numbers, parse_timestamps, require_columns
-from features.spec import AS_OF, OTHER, FeatureSpec, LeadFrame, event_column_name
+from leadscore.features.config import DataConfig, FeatureConfig
+from leadscore.features.errors import DataError, describe_rows
+from leadscore.features.io import apply_na_values, looks_formatted, parse_numbers, parse_timestamps, require_columns
+from leadscore.features.spec import AS_OF, OTHER, FeatureSpec, LeadFrame, event_column_name
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import CheckConfig, DataConfig
-from features.spec import AS_OF, LABEL, FeatureSpec
+from leadscore.features.config import CheckConfig, DataConfig
+from leadscore.features.spec import AS_OF, LABEL, FeatureSpec
 
 FATAL, WARNING, INFO = "fatal", "warning", "info"
 _OUTCOME_NAME = re.compile(

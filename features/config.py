@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from features.errors import ConfigError
+from leadscore.features.errors import ConfigError
 
 DEFAULT_BAND_NAMES: tuple[str, ...] = ("nurture", "telemarketing", "sales")
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from features.config import DataConfig, DatasetConfig, OutcomeConfig
-from features.errors import ConfigError, DataError
-from features.io import read_table, require_columns
+from leadscore.features.config import DataConfig, DatasetConfig, OutcomeConfig
+from leadscore.features.errors import ConfigError, DataError
+from leadscore.features.io import read_table, require_columns
 
 EVENT_COLUMNS = ("lead_id", "timestamp", "event_type")
 

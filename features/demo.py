@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.io import write_table
+from leadscore.features.io import write_table
 
 EVENT_TYPES: tuple[str, ...] = (
     "page_view",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.errors import DataError, describe_rows
+from leadscore.features.errors import DataError, describe_rows
 
 SUPPORTED = (".csv", ".parquet", ".pq", ".txt", ".tsv")
 _DELIMITERS = ",;\t|"

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.errors import DataError, describe_rows
-from features.io import parse_timestamps, require_columns
-from features.spec import AS_OF, LABEL
+from leadscore.features.errors import DataError, describe_rows
+from leadscore.features.io import parse_timestamps, require_columns
+from leadscore.features.spec import AS_OF, LABEL
 
 # Outcome values that mean "converted" in CRM exports, compared after lower-casing and collapsing spaces.
 POSITIVE_TOKENS = frozenset({"won", "closed won", "yes", "y", "true", "t", "converted", "success", "1"})

@@ -47,7 +47,7 @@ def _fail(message: str) -> None:
 
 def _run(func, *args, **kwargs):
     """Run a command body; bad input becomes a one-line error and exit code 2, never a traceback."""
-    from features.errors import ConfigError, DataError
+    from leadscore.features.errors import ConfigError, DataError
 
     try:
         return func(*args, **kwargs)
@@ -217,7 +217,7 @@ def _train_config(config: Path | None, *, label=None, id_col=None, date_col=None
     """The config file (or defaults) with the command-line options applied on top."""
     import dataclasses
 
-    from features.config import TrainConfig, load_config
+    from leadscore.features.config import TrainConfig, load_config
 
     cfg = load_config(config) if config else TrainConfig()
     data = cfg.data
@@ -245,7 +245,7 @@ def _train_config(config: Path | None, *, label=None, id_col=None, date_col=None
 def _timestamp(value: str | None, option: str):
     import pandas as pd
 
-    from features.errors import ConfigError
+    from leadscore.features.errors import ConfigError
 
     if value is None:
         return None
@@ -386,10 +386,10 @@ def score(
     as_json: JsonOpt = False,
 ) -> None:
     """Score a lead list: probability, 0-100 score, band and top reasons; every row ends in output or rejects."""
-    from features.errors import ConfigError
-    from models.registry import default_tracking_uri
-    from serve.batch import score_file, score_frames
-    from serve.predictor import Predictor
+    from leadscore.features.errors import ConfigError
+    from leadscore.models.registry import default_tracking_uri
+    from leadscore.serve.batch import score_file, score_frames
+    from leadscore.serve.predictor import Predictor
 
     def body():
         uri = tracking_uri or default_tracking_uri()
@@ -400,8 +400,8 @@ def score(
             return score_file(predictor, leads, out, events_path=events, as_of=as_of, reasons=reasons,
                               keep_columns=keep or ())
         # A dataset config assembles the lead list like training did: lookup joins and event sources.
-        from features.config import load_config
-        from features.dataset import load_dataset
+        from leadscore.features.config import load_config
+        from leadscore.features.dataset import load_dataset
 
         cfg = load_config(config)
         if cfg.dataset is None:
@@ -508,7 +508,7 @@ def promote(
     """Promote the challenger to champion only if it is not worse on the same most-recent leads; says why."""
     from leadscore.pipeline import promote as promote_fn
     from leadscore.pipeline import rollback
-    from training.promotion import PromotionPolicy
+    from leadscore.training.promotion import PromotionPolicy
 
     def body():
         cfg = _train_config(config, label=label)
@@ -562,7 +562,7 @@ def funnel(
     as_json: JsonOpt = False,
 ) -> None:
     """Funnel analytics: conversion and time to convert by channel, 4V pipeline, reverse funnel, stalled, SLA."""
-    from analytics.report import run_funnel
+    from leadscore.analytics.report import run_funnel
 
     result = _run(run_funnel, leads, outcomes, stages, events, out_dir=out_dir, pipeline_path=pipeline,
                   scored_path=scored, revenue_target=revenue_target, average_deal_value=deal_value, as_of=as_of,
@@ -592,8 +592,8 @@ def rules_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Score leads with marketing's point rules (same output shape as the model) and list band-crossing alerts."""
-    from features.io import read_table, write_table
-    from models.rules import RuleScorer, band_crossings, load_rules
+    from leadscore.features.io import read_table, write_table
+    from leadscore.models.rules import RuleScorer, band_crossings, load_rules
 
     def body():
         ruleset = load_rules(rules)

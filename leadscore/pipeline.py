@@ -15,12 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from features.checks import CheckReport, sort_problems
-from features.config import TrainConfig, config_to_dict
-from features.dataset import Dataset, load_dataset
-from features.errors import ConfigError
-from features.io import read_table, write_table, write_text
-from models.registry import (
+from leadscore.features.checks import CheckReport, sort_problems
+from leadscore.features.config import TrainConfig, config_to_dict
+from leadscore.features.dataset import Dataset, load_dataset
+from leadscore.features.errors import ConfigError
+from leadscore.features.io import read_table, write_table, write_text
+from leadscore.models.registry import (
     LoggedRun,
     default_tracking_uri,
     log_training_run,
@@ -28,9 +28,9 @@ from models.registry import (
     pyfunc_input,
     to_json,
 )
-from training.plots import gains_chart, reliability_diagram
-from training.promotion import PromotionPolicy
-from training.train import DataCheckFailed, TrainResult, prepare_training_data, train_model
+from leadscore.training.plots import gains_chart, reliability_diagram
+from leadscore.training.promotion import PromotionPolicy
+from leadscore.training.train import DataCheckFailed, TrainResult, prepare_training_data, train_model
 
 log = logging.getLogger(__name__)
 Step = Callable[[str], None]
@@ -46,14 +46,14 @@ def write_run_artifacts(result: TrainResult, directory: str | os.PathLike, *, fu
 
     Keys starting with "plots" are PNGs; the caller logs everything with the MLflow run.
     """
-    from training.report import write_report
+    from leadscore.training.report import write_report
 
     directory = Path(directory)
     if full_report:
         files = dict(write_report(result, directory, segment_columns=result.config.segment_columns))
     else:  # the two essential plots only (quick runs, tests)
         test = result.test_frame
-        from training.train import _baseline_input
+        from leadscore.training.train import _baseline_input
 
         curves = {"LightGBM (calibrated)": result.test_scores["probability"].to_numpy(),
                   "logistic baseline": result.baseline.predict_proba(_baseline_input(test))[:, 1]}
@@ -252,9 +252,9 @@ def run_demo(
     step: Step = _noop,
 ) -> dict[str, Any]:
     """Generate the demo world, train and register a model, score a fresh lead list; return the summary."""
-    from features.demo import generate_demo_world, write_demo_world
-    from serve.batch import score_file
-    from serve.predictor import Predictor
+    from leadscore.features.demo import generate_demo_world, write_demo_world
+    from leadscore.serve.batch import score_file
+    from leadscore.serve.predictor import Predictor
 
     started = time.perf_counter()
     workdir = Path(workdir)
@@ -312,10 +312,10 @@ def compare_with_rules(
     step: Step = _noop,
 ) -> dict[str, Any]:
     """Learned score vs manual rules on the same held-out leads: report files, MLflow run, headline numbers."""
-    from models.registry import log_comparison
-    from models.rules import ColumnRuleScorer, RuleScorer, load_rules
-    from serve.compare import compare_model_and_rules, write_comparison_report
-    from serve.predictor import Predictor
+    from leadscore.models.registry import log_comparison
+    from leadscore.models.rules import ColumnRuleScorer, RuleScorer, load_rules
+    from leadscore.serve.compare import compare_model_and_rules, write_comparison_report
+    from leadscore.serve.predictor import Predictor
 
     if (rules_path is None) == (rule_score_column is None):
         raise ConfigError("give exactly one of --rules FILE or --rule-score-col COLUMN")
@@ -368,9 +368,9 @@ def promote(
     The window is the challenger's held-out test window (leads with as_of >= its test start), labelled the
     challenger's way; both models score exactly those leads as of the same times.
     """
-    from features.spec import AS_OF, LABEL
-    from models.metrics import classification_metrics
-    from models.registry import (
+    from leadscore.features.spec import AS_OF, LABEL
+    from leadscore.models.metrics import classification_metrics
+    from leadscore.models.registry import (
         CHALLENGER,
         CHAMPION,
         PREVIOUS_CHAMPION,
@@ -379,9 +379,9 @@ def promote(
         set_alias,
         tag_version,
     )
-    from serve.compare import label_like_model
-    from serve.predictor import Predictor
-    from training.promotion import PromotionDecision, decide
+    from leadscore.serve.compare import label_like_model
+    from leadscore.serve.predictor import Predictor
+    from leadscore.training.promotion import PromotionDecision, decide
 
     policy = policy or PromotionPolicy()
     tracking_uri = tracking_uri or default_tracking_uri()
@@ -441,7 +441,7 @@ def promote(
 
 def rollback(config: TrainConfig, *, tracking_uri: str | None = None) -> dict[str, Any]:
     """Move `champion` back to the version it replaced (the `previous-champion` alias); swap the two."""
-    from models.registry import CHAMPION, PREVIOUS_CHAMPION, registered_alias, set_alias
+    from leadscore.models.registry import CHAMPION, PREVIOUS_CHAMPION, registered_alias, set_alias
 
     tracking_uri = tracking_uri or default_tracking_uri()
     name = config.registered_model

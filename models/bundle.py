@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from features.errors import DataError
-from features.io import write_text
-from features.spec import FeatureSpec
-from models.calibration import SigmoidCalibrator, calibrator_from_dict
-from models.learners import (
+from leadscore.features.errors import DataError
+from leadscore.features.io import write_text
+from leadscore.features.spec import FeatureSpec
+from leadscore.models.calibration import SigmoidCalibrator, calibrator_from_dict
+from leadscore.models.learners import (
     MarginModel,
     TreeMargin,
     learner_description,

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from features.config import ModelConfig
-from features.spec import FeatureSpec
+from leadscore.features.config import ModelConfig
+from leadscore.features.spec import FeatureSpec
 
 
 def lightgbm_params(config: ModelConfig, seed: int) -> dict[str, Any]:

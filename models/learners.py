@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from features.spec import FeatureSpec
-from models.explain import tree_contributions
+from leadscore.features.spec import FeatureSpec
+from leadscore.models.explain import tree_contributions
 
 SPLINE_KNOTS = 4
 SPLINE_DEGREE = 3

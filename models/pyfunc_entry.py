@@ -15,8 +15,8 @@ class LeadScorePyfunc(PythonModel):
     """Pyfunc wrapper over the same ModelScorer the predictor uses (plain probability, score and band)."""
 
     def load_context(self, context) -> None:
-        from models.bundle import ModelBundle
-        from models.scorer import ModelScorer
+        from leadscore.models.bundle import ModelBundle
+        from leadscore.models.scorer import ModelScorer
 
         # The bundle's manifest hash travels in the model config, so a pyfunc load (Spark UDF, mlflow serve)
         # verifies the files just as the predictor does.

@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from features.errors import DataError
-from features.spec import FeatureSpec
-from models.bundle import BundleError, ModelBundle
+from leadscore.features.errors import DataError
+from leadscore.features.spec import FeatureSpec
+from leadscore.models.bundle import BundleError, ModelBundle
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.build import resolve_as_of
-from features.config import read_yaml
-from features.errors import ConfigError, DataError, describe_rows
-from features.io import parse_numbers, parse_timestamps, require_columns
+from leadscore.features.build import resolve_as_of
+from leadscore.features.config import read_yaml
+from leadscore.features.errors import ConfigError, DataError, describe_rows
+from leadscore.features.io import parse_numbers, parse_timestamps, require_columns
 
 AS_OF = "as_of"
 OPS: tuple[str, ...] = (

@@ -7,9 +7,9 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from features.spec import FeatureSpec, LeadFrame
-from models.bundle import Bands, ModelBundle
-from models.explain import margin_contributions, probability_contributions
+from leadscore.features.spec import FeatureSpec, LeadFrame
+from leadscore.models.bundle import Bands, ModelBundle
+from leadscore.models.explain import margin_contributions, probability_contributions
 
 BASE_RATE = "base_rate"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.build import REJECT_REASON
-from features.io import read_table, table_format, write_table
-from serve.predictor import Predictor
+from leadscore.features.build import REJECT_REASON
+from leadscore.features.io import read_table, table_format, write_table
+from leadscore.serve.predictor import Predictor
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.errors import DataError
-from features.io import parse_timestamps, require_columns, write_table, write_text
-from features.spec import AS_OF, LABEL
+from leadscore.features.errors import DataError
+from leadscore.features.io import parse_timestamps, require_columns, write_table, write_text
+from leadscore.features.spec import AS_OF, LABEL
 
 DEFAULT_CAPACITY_SHARE = 0.10
 DEFAULT_SALES_SHARE = 0.10
@@ -477,7 +477,7 @@ def label_like_model(
 
     Returns the `features.labels.Labelled` result (leads with as_of and label, counts) and a sentence saying how.
     """
-    from features.labels import infer_data_end, label_leads, labels_from_column, outcome_times
+    from leadscore.features.labels import infer_data_end, label_leads, labels_from_column, outcome_times
 
     bundle = predictor.bundle
     spec = bundle.spec
@@ -598,7 +598,7 @@ def _scorecard(predictor: Any, all_rows: pd.DataFrame, rows: pd.DataFrame, event
     """Fit the points scorecard on leads before the window (or cross-fit without one) and score the window."""
     from sklearn.metrics import roc_auc_score
 
-    from models.scorecard import fit_scorecard
+    from leadscore.models.scorecard import fit_scorecard
 
     id_col = predictor.spec.id_column
     drop = [LABEL] if AS_OF in rows.columns and rows[AS_OF].notna().all() else [LABEL, AS_OF]

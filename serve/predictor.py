@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from features.build import REJECT_REASON, build_lead_frame, resolve_as_of, type_events, type_leads
-from features.config import BandConfig
-from features.spec import AS_OF, LeadFrame
-from models.bundle import Bands, ModelBundle
-from models.registry import load_bundle
-from models.scorer import ModelScorer
+from leadscore.features.build import REJECT_REASON, build_lead_frame, resolve_as_of, type_events, type_leads
+from leadscore.features.config import BandConfig
+from leadscore.features.spec import AS_OF, LeadFrame
+from leadscore.models.bundle import Bands, ModelBundle
+from leadscore.models.registry import load_bundle
+from leadscore.models.scorer import ModelScorer
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.config import TrainConfig
-from features.demo import DemoWorld, generate_demo_world
+from leadscore.features.config import TrainConfig
+from leadscore.features.demo import DemoWorld, generate_demo_world
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -28,7 +28,7 @@ def small_world() -> DemoWorld:
 @pytest.fixture(scope="session")
 def trained(small_world):
     """A model trained in memory on the small world (no MLflow)."""
-    from training.train import train_model
+    from leadscore.training.train import train_model
 
     truth = small_world.truth.set_index("lead_id")["true_probability"]
     return train_model(small_world.leads, small_world.outcomes, small_world.events, TrainConfig(seed=3),
@@ -38,7 +38,7 @@ def trained(small_world):
 @pytest.fixture(scope="session")
 def demo_trained():
     """The default demo world (20k leads, seed 0) trained in memory: what `leadscore demo` measures."""
-    from training.train import train_model
+    from leadscore.training.train import train_model
 
     world = generate_demo_world()
     truth = world.truth.set_index("lead_id")["true_probability"]

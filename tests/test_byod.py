@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.config import CheckConfig, DataConfig, TrainConfig, load_config
-from features.errors import ConfigError, DataError
+from leadscore.features.config import CheckConfig, DataConfig, TrainConfig, load_config
+from leadscore.features.errors import ConfigError, DataError
 from leadscore.pipeline import check_data, load_inputs
-from serve.predictor import Predictor
-from training.train import DataCheckFailed, train_model
+from leadscore.serve.predictor import Predictor
+from leadscore.training.train import DataCheckFailed, train_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -308,7 +308,7 @@ def test_leadforge_opportunity_stage_is_flagged_when_offered(leadforge_bundle, t
 
 
 def test_duplicates_across_chunks_go_to_rejects_with_file_rows(tmp_path):
-    from serve.batch import score_frames
+    from leadscore.serve.batch import score_frames
 
     result = train_model(_flat(), config=_cfg(decimal="."))
     new = _flat(12, seed=4).drop(columns="Won")
@@ -324,7 +324,7 @@ def test_duplicates_across_chunks_go_to_rejects_with_file_rows(tmp_path):
 
 
 def test_day_first_dates_and_decimal_commas_are_not_misread():
-    from features.io import looks_formatted, parse_timestamps
+    from leadscore.features.io import looks_formatted, parse_timestamps
 
     stamps = parse_timestamps(pd.Series(["03/04/2025", "13/04/2025"]), source="s", column="c")
     assert [t.month for t in stamps] == [4, 4]
@@ -359,7 +359,7 @@ def test_signal_verdict_on_data_with_signal(trained):
 
 
 def test_leads_without_a_scoring_time_go_to_rejects_with_their_row(tmp_path):
-    from serve.batch import score_frames
+    from leadscore.serve.batch import score_frames
 
     result = train_model(_flat(), config=_cfg(decimal="."))
     new = _flat(12, seed=5).drop(columns="Won").assign(as_of="2025-06-01")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.io import read_table
+from leadscore.features.io import read_table
 
 
 def leadscore(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -48,7 +48,7 @@ def test_demo_writes_one_scored_row_per_fresh_lead(demo_run):
 
 
 def test_demo_registers_champion_in_the_sqlite_store(demo_run):
-    from models.registry import registered_alias, run_summary
+    from leadscore.models.registry import registered_alias, run_summary
 
     summary, workdir = demo_run
     mlf = summary["mlflow"]
@@ -170,7 +170,7 @@ def test_score_with_unsupported_output_type_writes_nothing(demo_run, tmp_path):
 
 
 def test_compare_command_beats_the_example_rules_on_the_demo(demo_run, tmp_path):
-    from models.registry import run_summary
+    from leadscore.models.registry import run_summary
 
     summary, workdir = demo_run
     data = workdir / "data"

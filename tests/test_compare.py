@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from models.rules import RuleScorer, load_rules
-from models.scorecard import Scorecard, fit_scorecard
-from serve.compare import compare_model_and_rules, compare_scores, recommend_cutoffs, write_comparison_report
+from leadscore.models.rules import RuleScorer, load_rules
+from leadscore.models.scorecard import Scorecard, fit_scorecard
+from leadscore.serve.compare import compare_model_and_rules, compare_scores, recommend_cutoffs, write_comparison_report
 
 ROOT = Path(__file__).resolve().parents[1]
 X_EDUCATION = ROOT.parent / "shared" / "data" / "x_education_leads.csv"
@@ -225,7 +225,7 @@ def test_scorecard_drops_features_without_effect():
 @pytest.fixture(scope="module")
 def demo_comparison(demo_trained):
     """The default demo world (20k leads, seed 0), its trained model and the published example rules."""
-    from serve.predictor import Predictor
+    from leadscore.serve.predictor import Predictor
 
     world, result = demo_trained
     comparison = compare_model_and_rules(Predictor(result.bundle), RuleScorer(load_rules(ROOT / "rules" /
@@ -272,7 +272,7 @@ def test_demo_model_beats_rules_end_to_end(demo_comparison, tmp_path):
 
 
 def test_log_comparison_to_sqlite_store(tmp_path):
-    from models.registry import log_comparison, run_summary
+    from leadscore.models.registry import log_comparison, run_summary
 
     model, rules, labels = scored_frames(400)
     c = compare_scores(model, rules, labels, n_boot=20)
@@ -295,10 +295,10 @@ def test_log_comparison_to_sqlite_store(tmp_path):
 def test_x_education_model_vs_rules_and_scorecard():
     if not X_EDUCATION.exists():
         pytest.skip(f"{X_EDUCATION} is absent (real data lives in ../shared/data beside the checkout)")
-    from features.config import DataConfig, TrainConfig
-    from features.io import read_table
-    from serve.predictor import Predictor
-    from training.train import train_model
+    from leadscore.features.config import DataConfig, TrainConfig
+    from leadscore.features.io import read_table
+    from leadscore.serve.predictor import Predictor
+    from leadscore.training.train import train_model
 
     leads = read_table(X_EDUCATION)
     config = TrainConfig(seed=0, data=DataConfig(lead_id="Prospect ID", label="Converted", exclude=LEAKY,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from features.config import TrainConfig, config_from_dict, load_config
-from features.errors import ConfigError
+from leadscore.features.config import TrainConfig, config_from_dict, load_config
+from leadscore.features.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

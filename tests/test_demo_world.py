@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.demo import EVENT_TYPES, STAGES, TEAMS, DemoWorld, generate_demo_world, write_demo_world
-from features.io import read_table
+from leadscore.features.demo import EVENT_TYPES, STAGES, TEAMS, DemoWorld, generate_demo_world, write_demo_world
+from leadscore.features.io import read_table
 
 N = 6_000
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_lead_frame, fit_spec, type_events, type_leads
-from features.config import DataConfig, FeatureConfig
-from features.errors import DataError
+from leadscore.features.build import build_lead_frame, fit_spec, type_events, type_leads
+from leadscore.features.config import DataConfig, FeatureConfig
+from leadscore.features.errors import DataError
 
 T0 = pd.Timestamp("2025-03-01T12:00:00Z")
 
@@ -149,7 +149,7 @@ def test_spec_json_round_trip_keeps_feature_order():
     leads, events = _leads(), _events()
     leads["zone"] = ["b", "a", "b"]
     spec = _spec(leads, events)
-    from features.spec import FeatureSpec
+    from leadscore.features.spec import FeatureSpec
 
     again = FeatureSpec.from_json(spec.to_json())
     assert again == spec
@@ -170,7 +170,7 @@ def test_training_treats_rare_unreadable_numbers_as_missing_but_stops_on_many():
 
 
 def test_explicit_as_of_that_is_not_a_date_is_a_one_line_error():
-    from features.build import resolve_as_of
+    from leadscore.features.build import resolve_as_of
 
     leads, events = _leads(), _events()
     spec = _spec(leads, events)
@@ -187,8 +187,8 @@ def test_typing_never_mutates_the_callers_frame():
 
 
 def test_vocabularies_and_event_types_come_from_the_training_slice_only(small_world):
-    from features.config import TrainConfig
-    from training.train import prepare_training_data
+    from leadscore.features.config import TrainConfig
+    from leadscore.training.train import prepare_training_data
 
     leads = small_world.leads.copy()
     events = small_world.events.copy()

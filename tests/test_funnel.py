@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.funnel import (
+from leadscore.analytics.funnel import (
     band_conversion,
     conversion_by_channel,
     grade_summary,
@@ -25,10 +25,10 @@ from analytics.funnel import (
     stalled_leads,
     wilson_interval,
 )
-from analytics.report import run_funnel
-from features import demo
-from features.demo import generate_demo_world, write_demo_world
-from features.errors import DataError
+from leadscore.analytics.report import run_funnel
+from leadscore.features import demo
+from leadscore.features.demo import generate_demo_world, write_demo_world
+from leadscore.features.errors import DataError
 
 OLIST = Path(__file__).resolve().parents[1].parent / "shared/data/olist"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.errors import DataError
-from features.io import parse_numbers, parse_timestamps, read_table, require_columns, write_table
-from features.labels import map_label
+from leadscore.features.errors import DataError
+from leadscore.features.io import parse_numbers, parse_timestamps, read_table, require_columns, write_table
+from leadscore.features.labels import map_label
 
 
 def test_reads_semicolon_csv_with_bom(tmp_path):

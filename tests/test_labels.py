@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.errors import DataError
-from features.labels import label_leads, outcome_times
-from features.spec import LABEL
+from leadscore.features.errors import DataError
+from leadscore.features.labels import label_leads, outcome_times
+from leadscore.features.spec import LABEL
 
 
 def _leads():

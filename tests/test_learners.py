@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import ModelConfig, TrainConfig
-from models.bundle import ModelBundle
-from models.calibration import IsotonicCalibrator, SigmoidCalibrator
-from models.learners import BlendMargin, LinearMargin, TreeMargin
-from models.scorer import ModelScorer
-from training.train import train_model
+from leadscore.features.config import ModelConfig, TrainConfig
+from leadscore.models.bundle import ModelBundle
+from leadscore.models.calibration import IsotonicCalibrator, SigmoidCalibrator
+from leadscore.models.learners import BlendMargin, LinearMargin, TreeMargin
+from leadscore.models.scorer import ModelScorer
+from leadscore.training.train import train_model
 
 
 def _flat_table(n: int, seed: int, *, interaction: bool) -> pd.DataFrame:
@@ -133,7 +133,7 @@ def test_isotonic_map_is_strictly_increasing_so_ranking_survives():
 
 
 def test_candidates_can_be_restricted_and_bad_names_are_config_errors():
-    from features.errors import ConfigError
+    from leadscore.features.errors import ConfigError
 
     with pytest.raises(ConfigError, match="model.candidates: unknown learner"):
         ModelConfig(candidates=("xgboost",))

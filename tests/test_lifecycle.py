@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.config import TrainConfig
-from features.demo import generate_demo_world, write_demo_world
+from leadscore.features.config import TrainConfig
+from leadscore.features.demo import generate_demo_world, write_demo_world
+from leadscore.models.registry import registered_alias
 from leadscore.pipeline import promote, rollback, train_and_log
-from models.registry import registered_alias
-from training.promotion import PromotionPolicy, decide
-from training.train import train_model
+from leadscore.training.promotion import PromotionPolicy, decide
+from leadscore.training.train import train_model
 
 
 @pytest.fixture(scope="module")

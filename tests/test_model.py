@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from models.bundle import BundleError, ModelBundle
-from models.calibration import IsotonicCalibrator, SigmoidCalibrator, calibrator_from_dict, select_calibration
-from models.explain import probability_contributions
-from models.metrics import expected_calibration_error
-from models.scorer import ModelScorer
+from leadscore.models.bundle import BundleError, ModelBundle
+from leadscore.models.calibration import IsotonicCalibrator, SigmoidCalibrator, calibrator_from_dict, select_calibration
+from leadscore.models.explain import probability_contributions
+from leadscore.models.metrics import expected_calibration_error
+from leadscore.models.scorer import ModelScorer
 
 
 def test_sigmoid_calibration_fixes_a_miscalibrated_margin_on_held_out_data():
@@ -33,8 +33,8 @@ def test_calibration_lowers_brier_of_an_overfit_booster_on_the_demo_test_slice(d
     """An overfit LightGBM (big trees, no early stop) is overconfident; the calibration slice repairs it."""
     import dataclasses
 
-    from features.config import ModelConfig, TrainConfig
-    from training.train import train_model
+    from leadscore.features.config import ModelConfig, TrainConfig
+    from leadscore.training.train import train_model
 
     world, _ = demo_trained
     overfit = ModelConfig(learning_rate=0.3, num_leaves=63, min_child_samples=5, max_trees=300,
@@ -116,7 +116,7 @@ def test_margin_contributions_equal_shap_tree_explainer(trained):
     """Our reasons use LightGBM's pred_contrib; it must agree with shap.TreeExplainer (missing + categorical)."""
     import shap
 
-    from models.explain import margin_contributions
+    from leadscore.models.explain import margin_contributions
 
     X = trained.test_frame.X.head(300)
     ours = margin_contributions(trained.bundle.booster, X)

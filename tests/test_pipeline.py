@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import TrainConfig
-from models.registry import load_bundle, load_pyfunc, pyfunc_input, registered_alias, run_summary
-from serve.predictor import Predictor
+from leadscore.features.config import TrainConfig
+from leadscore.models.registry import load_bundle, load_pyfunc, pyfunc_input, registered_alias, run_summary
+from leadscore.serve.predictor import Predictor
 
 
 def test_run_holds_metrics_plots_spec_and_model(logged):
@@ -114,7 +114,7 @@ def test_scoring_as_of_a_later_date_sees_more_events(logged, small_world):
 
 
 def test_tracking_uri_defaults_to_sqlite_in_workdir_and_honours_the_environment(tmp_path, monkeypatch):
-    from models.registry import default_tracking_uri
+    from leadscore.models.registry import default_tracking_uri
 
     assert default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
@@ -124,7 +124,7 @@ def test_tracking_uri_defaults_to_sqlite_in_workdir_and_honours_the_environment(
 def test_registry_calls_leave_no_tracking_uri_behind(logged, tmp_path):
     import os
 
-    from models.registry import default_tracking_uri
+    from leadscore.models.registry import default_tracking_uri
 
     _, run, _ = logged
     load_bundle("models:/lead-conversion@champion", tracking_uri=run.tracking_uri)
@@ -134,7 +134,7 @@ def test_registry_calls_leave_no_tracking_uri_behind(logged, tmp_path):
 
 
 def test_registry_loads_fail_closed_without_a_recorded_hash(logged):
-    from models.bundle import BundleError
+    from leadscore.models.bundle import BundleError
 
     _, run, _ = logged
     with pytest.raises(BundleError, match="no bundle hash .* refusing to load"):

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import TrainConfig, load_config
-from features.spec import AS_OF
-from serve.predictor import Predictor
+from leadscore.features.config import TrainConfig, load_config
+from leadscore.features.spec import AS_OF
+from leadscore.serve.predictor import Predictor
+from leadscore.training.train import train_model
 from tests.conftest import shared_data
-from training.train import train_model
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import TrainConfig
-from features.demo import generate_demo_world
+from leadscore.features.config import TrainConfig
+from leadscore.features.demo import generate_demo_world
 
 PNG_TAG = '<img src="data:image/png;base64,'
 
 
 @pytest.fixture(scope="module")
 def trained_8k():
-    from training.train import train_model
+    from leadscore.training.train import train_model
 
     world = generate_demo_world(n_leads=8000, seed=1)
     return train_model(world.leads, world.outcomes, world.events, TrainConfig(seed=1))
@@ -24,7 +24,7 @@ def trained_8k():
 
 @pytest.fixture(scope="module")
 def report(trained_8k, tmp_path_factory):
-    from training.report import write_report
+    from leadscore.training.report import write_report
 
     directory = tmp_path_factory.mktemp("report")
     return trained_8k, write_report(trained_8k, directory, version="7")
@@ -44,7 +44,7 @@ def test_every_file_is_written_and_not_empty(report):
 
 
 def test_html_is_self_contained_and_shows_the_metrics(report):
-    from training.model_card import format_metric
+    from leadscore.training.model_card import format_metric
 
     result, files = report
     page = files["report_html"].read_text(encoding="utf-8")
@@ -77,7 +77,7 @@ def test_model_card_states_label_exclusions_and_confidence_intervals(report):
 
 
 def test_backtest_folds_move_forward_and_never_train_on_the_future(report):
-    from training.backtest import as_of_periods
+    from leadscore.training.backtest import as_of_periods
 
     result, files = report
     folds = pd.read_csv(files["report_backtest"])
@@ -97,7 +97,7 @@ def test_backtest_folds_move_forward_and_never_train_on_the_future(report):
 
 
 def test_segment_metrics_cover_the_test_slice(report):
-    from training.backtest import segment_metrics
+    from leadscore.training.backtest import segment_metrics
 
     result, files = report
     segments = pd.read_csv(files["report_segments"], keep_default_na=False, na_values=[""])
@@ -127,8 +127,8 @@ def test_learning_curve_more_data_does_not_hurt(report):
 def test_bootstrap_points_match_scikit_learn_and_intervals_contain_them():
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-    from models.metrics import expected_calibration_error
-    from training.model_card import bootstrap_metrics
+    from leadscore.models.metrics import expected_calibration_error
+    from leadscore.training.model_card import bootstrap_metrics
 
     rng = np.random.default_rng(0)
     p = np.round(rng.beta(1, 6, 3000), 3)  # rounded: ties must be handled like scikit-learn does
@@ -146,7 +146,7 @@ def test_bootstrap_points_match_scikit_learn_and_intervals_contain_them():
 
 
 def test_markdown_to_html_renders_the_card_subset():
-    from training.report import markdown_to_html
+    from leadscore.training.report import markdown_to_html
 
     text = "# Title\n\nSome `code` and **bold** <b>.\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | x \\| y |\n"
     page = markdown_to_html(text)
@@ -157,9 +157,9 @@ def test_markdown_to_html_renders_the_card_subset():
 
 
 def test_report_without_dates_skips_the_backtest_and_says_why(tmp_path):
-    from features.config import DataConfig
-    from training.report import write_report
-    from training.train import train_model
+    from leadscore.features.config import DataConfig
+    from leadscore.training.report import write_report
+    from leadscore.training.train import train_model
 
     world = generate_demo_world(n_leads=3000, seed=2, n_fresh=0)
     leads = world.leads.drop(columns=["created_at"])

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.demo import EVENT_TYPES, generate_demo_world
-from features.errors import ConfigError, DataError
-from models.rules import (
+from leadscore.features.demo import EVENT_TYPES, generate_demo_world
+from leadscore.features.errors import ConfigError, DataError
+from leadscore.models.rules import (
     OPS,
     ColumnRuleScorer,
     RuleScorer,

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import servers
 
-from features.config import TrainConfig
-from features.demo import generate_demo_world
-from models.registry import default_tracking_uri, load_bundle, registered_alias, run_summary
-from serve.predictor import Predictor
+from leadscore.features.config import TrainConfig
+from leadscore.features.demo import generate_demo_world
+from leadscore.models.registry import default_tracking_uri, load_bundle, registered_alias, run_summary
+from leadscore.serve.predictor import Predictor
 
 pytestmark = pytest.mark.server
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import TrainConfig
-from training.train import train_model
-from training.tune import time_series_folds
+from leadscore.features.config import TrainConfig
+from leadscore.training.train import train_model
+from leadscore.training.tune import time_series_folds
 
 
 def test_folds_are_expanding_and_never_validate_on_the_past():

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.config import TrainConfig
-from features.spec import LeadFrame
-from models.calibration import make_calibrator
-from models.metrics import expected_calibration_error
+from leadscore.features.config import TrainConfig
+from leadscore.features.spec import LeadFrame
+from leadscore.models.calibration import make_calibrator
+from leadscore.models.metrics import expected_calibration_error
 
 if TYPE_CHECKING:
-    from training.train import TrainResult
+    from leadscore.training.train import TrainResult
 
 MISSING_SEGMENT = "(missing)"
 # Below this many cases of either class a segment's ROC AUC is mostly noise, so it is not reported.
@@ -75,7 +75,7 @@ def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M"
     on periods < k-1, and the calibration (`calibration_method`) on period k-1. One row per fold; `max_folds`
     keeps only the most recent folds. `train_end` (latest training as_of) is always before `test_start`.
     """
-    from training.train import fit_lightgbm
+    from leadscore.training.train import fit_lightgbm
 
     if len(frame) == 0 or frame.as_of.isna().any():
         # Without dates there is no time order to roll over.
@@ -190,7 +190,7 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
     """
     from sklearn.metrics import log_loss, roc_auc_score
 
-    from models.estimator import make_lightgbm
+    from leadscore.models.estimator import make_lightgbm
 
     config = result.config
     frame, split = result.frame, result.split

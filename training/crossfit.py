@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import ModelConfig, TrainConfig
-from features.spec import LeadFrame
-from models.calibration import make_calibrator, select_calibration
-from models.learners import BlendMargin, LinearEncoder, LinearMargin, MarginModel, TreeMargin
+from leadscore.features.config import ModelConfig, TrainConfig
+from leadscore.features.spec import LeadFrame
+from leadscore.models.calibration import make_calibrator, select_calibration
+from leadscore.models.learners import BlendMargin, LinearEncoder, LinearMargin, MarginModel, TreeMargin
 
 log = logging.getLogger(__name__)
 

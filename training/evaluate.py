@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.spec import LeadFrame
-from models.metrics import classification_metrics
-from models.scorer import ModelScorer
+from leadscore.features.spec import LeadFrame
+from leadscore.models.metrics import classification_metrics
+from leadscore.models.scorer import ModelScorer
 
 
 def evaluate_scorer(

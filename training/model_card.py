@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from models.bundle import Bands
-from models.scorer import assign_bands, score_from_probability
-from training.backtest import MIN_CLASS_CASES
+from leadscore.models.bundle import Bands
+from leadscore.models.scorer import assign_bands, score_from_probability
+from leadscore.training.backtest import MIN_CLASS_CASES
 
 if TYPE_CHECKING:
-    from training.train import TrainResult
+    from leadscore.training.train import TrainResult
 
 # Segments (and backtest folds) ranking worse than this are called out as weak in the card.
 WEAK_AUC = 0.6
@@ -169,7 +169,7 @@ def slice_table(result: TrainResult) -> pd.DataFrame:
 
 def baseline_probabilities(result: TrainResult) -> np.ndarray:
     """The logistic baseline's probabilities on the test slice."""
-    from training.train import _baseline_input
+    from leadscore.training.train import _baseline_input
 
     return result.baseline.predict_proba(_baseline_input(result.test_frame))[:, 1]
 

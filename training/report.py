@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.io import write_table, write_text
-from models.explain import margin_contributions
-from training import plots
-from training.backtest import learning_curve as compute_learning_curve
-from training.backtest import rolling_backtest, segment_metrics
-from training.model_card import band_table, baseline_probabilities, format_metric, model_card
+from leadscore.features.io import write_table, write_text
+from leadscore.models.explain import margin_contributions
+from leadscore.training import plots
+from leadscore.training.backtest import learning_curve as compute_learning_curve
+from leadscore.training.backtest import rolling_backtest, segment_metrics
+from leadscore.training.model_card import band_table, baseline_probabilities, format_metric, model_card
 
 if TYPE_CHECKING:
-    from training.train import TrainResult
+    from leadscore.training.train import TrainResult
 
 log = logging.getLogger(__name__)
 

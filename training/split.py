@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.config import SplitConfig
-from features.errors import DataError
-from features.spec import LABEL
+from leadscore.features.config import SplitConfig
+from leadscore.features.errors import DataError
+from leadscore.features.spec import LABEL
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.build import build_lead_frame, fit_spec, refit_vocabularies, type_events, type_leads
-from features.checks import CheckReport, run_checks
-from features.config import TrainConfig, config_to_dict
-from features.errors import DataError
-from features.io import apply_na_values, require_columns
-from features.labels import infer_data_end, label_leads, labels_from_column, outcome_times
-from features.spec import AS_OF, LABEL, LeadFrame
-from models.bundle import Bands, ModelBundle
-from models.calibration import make_calibrator, select_calibration
-from models.estimator import make_lightgbm, make_logistic
-from models.scorer import ModelScorer, score_from_probability
-from training.evaluate import evaluate_baseline, evaluate_scorer, signal_verdict
-from training.split import Split, random_split, time_split
+from leadscore.features.build import build_lead_frame, fit_spec, refit_vocabularies, type_events, type_leads
+from leadscore.features.checks import CheckReport, run_checks
+from leadscore.features.config import TrainConfig, config_to_dict
+from leadscore.features.errors import DataError
+from leadscore.features.io import apply_na_values, require_columns
+from leadscore.features.labels import infer_data_end, label_leads, labels_from_column, outcome_times
+from leadscore.features.spec import AS_OF, LABEL, LeadFrame
+from leadscore.models.bundle import Bands, ModelBundle
+from leadscore.models.calibration import make_calibrator, select_calibration
+from leadscore.models.estimator import make_lightgbm, make_logistic
+from leadscore.models.scorer import ModelScorer, score_from_probability
+from leadscore.training.evaluate import evaluate_baseline, evaluate_scorer, signal_verdict
+from leadscore.training.split import Split, random_split, time_split
 
 log = logging.getLogger(__name__)
 
@@ -250,12 +250,12 @@ def train_model(
     spec, frame, split, counts = prepared.spec, prepared.frame, prepared.split, prepared.counts
     tuning = None
     if config.tune_trials > 0:
-        from training.tune import tune_model_config
+        from leadscore.training.tune import tune_model_config
 
         tuned_model, tuning = tune_model_config(frame, split.train, config, config.tune_trials)
         config = dataclasses.replace(config, model=tuned_model)
     if split.cross_fit_folds:
-        from training.crossfit import select_learner
+        from leadscore.training.crossfit import select_learner
 
         selection = select_learner(frame, split.train, config)
         model, margin_cal, y_cal = selection.model, selection.oof_margin, frame.y[split.train]

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import ModelConfig, TrainConfig
-from features.spec import LeadFrame
-from models.estimator import make_lightgbm
+from leadscore.features.config import ModelConfig, TrainConfig
+from leadscore.features.spec import LeadFrame
+from leadscore.models.estimator import make_lightgbm
 
 log = logging.getLogger(__name__)
 
