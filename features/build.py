@@ -17,8 +17,15 @@ import pandas as pd
 
 from leadscore.features.config import DataConfig, FeatureConfig
 from leadscore.features.errors import DataError, describe_rows
-from leadscore.features.io import apply_na_values, looks_formatted, parse_numbers, parse_timestamps, require_columns
-from leadscore.features.spec import AS_OF, OTHER, FeatureSpec, LeadFrame, event_column_name
+from leadscore.features.io import (
+    apply_na_values,
+    looks_formatted,
+    malformed_rows,
+    parse_numbers,
+    parse_timestamps,
+    require_columns,
+)
+from leadscore.features.spec import AS_OF, MAX_EXACT, OTHER, FeatureSpec, LeadFrame, event_column_name
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +174,13 @@ def fit_spec(
             raise DataError(f"events: column {data.event_type!r}: event types collide after normalisation: {names}")
     else:
         event_types = ()
+    ranges = {}
+    for col in numeric:
+        numbers, _ = parse_numbers(leads[col], source=source, column=col, decimal=data.decimal)
+        values = numbers.to_numpy(dtype="float64", na_value=np.nan)
+        values = values[np.isfinite(values) & (np.abs(values) < MAX_EXACT)]
+        if len(values):
+            ranges[col] = (float(values.min()), float(values.max()))
     return FeatureSpec(
         id_column=data.lead_id,
         created_column=data.created_at,
@@ -185,6 +199,7 @@ def fit_spec(
         dropped_columns=dropped,
         na_values=tuple(data.na_values),
         decimal=data.decimal,
+        numeric_ranges=ranges,
     )
 
 
@@ -251,6 +266,15 @@ def type_leads(
             raise DataError(f"{source}: {reason} ({describe_rows([int(i) + 1 for i in np.flatnonzero(mask)])})")
         reasons[mask] = reason
 
+    offset, by_reason = _row_offset(leads), {}
+    for position, reason in sorted(malformed_rows(leads).items()):
+        # A row with a wrong field count was cut or shifted: none of its cells can be trusted.
+        if 0 <= position - offset < len(out):
+            by_reason.setdefault(reason, []).append(position - offset)
+    for reason, positions in by_reason.items():
+        mask = np.zeros(len(out), dtype=bool)
+        mask[positions] = True
+        flag(pd.Series(mask, index=out.index), reason)
     ids = out[spec.id_column].astype("string").str.strip()
     flag(ids.isna() | (ids == ""), f"column {spec.id_column!r}: missing lead id")
     flag(ids.duplicated(keep="first") & ids.notna(), f"column {spec.id_column!r}: duplicate lead id")
@@ -289,6 +313,12 @@ def type_leads(
             stats[f"not_a_number:{col}"] = int(bad.sum())
             log.info("%s: column %r: %d value(s) are not numbers, treated as missing (%s)", source, col,
                      int(bad.sum()), describe_rows([int(i) + 1 for i in np.flatnonzero(bad)]))
+        numbers, dropped = spec.plausible(col, numbers)
+        if dropped.any():
+            # inf, overflowing or far-outside-training numbers: missing, counted, never shown as a reason.
+            stats[f"implausible:{col}"] = int(dropped.sum())
+            log.info("%s: column %r: %d implausible value(s) treated as missing (%s)", source, col,
+                     int(dropped.sum()), describe_rows([int(i) + 1 for i in np.flatnonzero(dropped)]))
         out[col] = numbers
     for col in spec.categorical_vocab:
         out[col], unseen = spec.categorise(col, out[col])
@@ -344,7 +374,7 @@ def event_features(
     base = pd.DataFrame({name: 0.0 for name in names}, index=range(n))
     base["days_since_last_activity"] = np.nan
     if events is None or events.empty or n == 0:
-        return base, {"events_used": 0}
+        return base, {"events_used": 0, "leads_matched_by_events": 0, "leads_with_events": 0}
 
     as_of_naive = as_of.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
     leads_tbl = pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "lead_id": lead_ids.astype(str).to_numpy(),
@@ -387,9 +417,11 @@ def event_features(
         SELECT rid, {", ".join(selects)}
         FROM e GROUP BY rid
     """
-    stats_query = """
+    stats_query = f"""
         SELECT count(*) FILTER (WHERE ev.ts > l.as_of) AS after_as_of,
-               count(*) FILTER (WHERE ev.ts <= l.as_of) AS used
+               count(*) FILTER (WHERE ev.ts <= l.as_of) AS used,
+               count(DISTINCT l.rid) AS matched,
+               count(DISTINCT l.rid) FILTER (WHERE ev.ts <= l.as_of AND ev.type IN ({known})) AS active
         FROM leads_tbl l JOIN events_tbl ev ON ev.lead_id = l.lead_id
     """
     con = duckdb.connect()
@@ -398,7 +430,7 @@ def event_features(
         con.register("leads_tbl", leads_tbl)
         con.register("events_tbl", events_tbl)
         agg = con.execute(query).df()
-        after, used = con.execute(stats_query).fetchone()
+        after, used, matched, active = con.execute(stats_query).fetchone()
         unknown_types = con.execute(
             f"SELECT count(*) FROM events_tbl WHERE type NOT IN ({known})"
         ).fetchone()[0]
@@ -410,7 +442,8 @@ def event_features(
     for name in names:
         out.loc[rows, name] = agg[name].to_numpy(dtype="float64", na_value=np.nan)
     stats = {"events_after_as_of_ignored": int(after), "events_used": int(used),
-             "events_unknown_type_ignored": int(unknown_types)}
+             "events_unknown_type_ignored": int(unknown_types),
+             "leads_matched_by_events": int(matched), "leads_with_events": int(active)}
     return out, stats
 
 

@@ -226,6 +226,10 @@ def run_checks(
                 f"(point-in-time)")
     if counts.get("immature"):
         problem(INFO, "immature", "", f"{counts['immature']:,} leads left out: their label window has not closed")
+    if counts.get("converted_before_created"):
+        problem(INFO, "converted_before_created", "",
+                f"{counts['converted_before_created']:,} leads left out: their conversion is dated before their "
+                f"creation (--exclude-early-conversions)")
     if counts.get("converted_before_as_of"):
         problem(INFO, "converted_before_as_of", "",
                 f"{counts['converted_before_as_of']:,} leads left out: converted before as_of")

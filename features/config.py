@@ -59,8 +59,13 @@ class LabelConfig:
 
     positive: tuple[str, ...] = ()
     open: tuple[str, ...] = ()
+    # A conversion dated before the lead's creation: "error" (stop, naming the rows) or "exclude" (leave out, count).
+    converted_before_created: str = "error"
 
     def __post_init__(self) -> None:
+        if self.converted_before_created not in ("error", "exclude"):
+            raise ConfigError(f"label.converted_before_created must be 'error' or 'exclude', "
+                              f"not {self.converted_before_created!r}")
         for name in ("positive", "open"):
             value = getattr(self, name)
             if isinstance(value, str | int | float | bool):

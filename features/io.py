@@ -8,10 +8,12 @@ Every writer is atomic: it writes a temporary file beside the target and renames
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,23 +22,69 @@ import pandas as pd
 
 from leadscore.features.errors import DataError, describe_rows
 
-SUPPORTED = (".csv", ".parquet", ".pq", ".txt", ".tsv")
+SUPPORTED = (".csv", ".parquet", ".pq", ".txt", ".tsv", ".xlsx", ".xlsm")
 _DELIMITERS = ",;\t|"
 _TRUE = {"1", "true", "t", "yes", "y"}
 _FALSE = {"0", "false", "f", "no", "n"}
+MALFORMED = "malformed_rows"  # frame.attrs key: {0-based row position: reason} of rows read with a wrong field count
 
 
 def table_format(path: str | os.PathLike) -> str:
-    """'csv' or 'parquet' from a file name; anything else is a DataError."""
+    """'csv', 'parquet' or 'excel' from a file name; anything else is a DataError."""
     suffix = Path(path).suffix.lower()
     if suffix in (".parquet", ".pq"):
         return "parquet"
     if suffix in (".csv", ".txt", ".tsv"):
         return "csv"
-    raise DataError(f"{path}: unsupported file type '{suffix or '(none)'}'; use .csv or .parquet")
+    if suffix in (".xlsx", ".xlsm"):
+        return "excel"
+    raise DataError(f"{path}: unsupported file type '{suffix or '(none)'}'; use .csv, .parquet or .xlsx")
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """'csv' or 'parquet': the formats the product writes."""
+    fmt = table_format(path)
+    if fmt == "excel":
+        raise DataError(f"{path}: output must be .csv or .parquet (Excel files are read, not written)")
+    return fmt
+
+
+def _sniff_binary(raw: bytes, path: Path) -> None:
+    """Name the real format of a file that is not text: a spreadsheet or other binary saved with a .csv name."""
+    if raw[:4] == b"PK\x03\x04":
+        raise DataError(f"{path}: this is an Excel workbook (.xlsx), not a CSV file; save it as CSV, or give it "
+                        f"the .xlsx extension to read its first sheet")
+    if raw[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        raise DataError(f"{path}: this is an Excel 97-2003 (.xls) file, not a CSV file; save it as CSV or .xlsx")
+    if raw[:4] == b"PAR1":
+        raise DataError(f"{path}: this is a Parquet file; give it the .parquet extension")
+
+
+def _utf16(raw: bytes) -> str | None:
+    """The UTF-16 variant of a text file (by BOM, or by NUL bytes in every other position), else None."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    sample = raw[:4096]
+    if len(sample) >= 4 and sample.count(0) >= len(sample) // 4:
+        odd, even = sample[1::2].count(0), sample[0::2].count(0)
+        if odd >= 0.9 * (len(sample) // 2):
+            return "utf-16-le"
+        if even >= 0.9 * (len(sample) // 2):
+            return "utf-16-be"
+    return None
 
 
 def _decode(raw: bytes, path: Path) -> str:
+    _sniff_binary(raw, path)
+    utf16 = _utf16(raw)
+    if utf16 is not None:
+        try:
+            return raw.decode(utf16).lstrip("\ufeff")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: looks like UTF-16 text but cannot be decoded ({exc.reason} at byte "
+                            f"{exc.start})") from exc
+    if b"\x00" in raw[:65536]:
+        raise DataError(f"{path}: binary content (NUL bytes), not a CSV text file")
     for encoding in ("utf-8-sig", "cp1252", "latin-1"):
         try:
             return raw.decode(encoding)
@@ -57,16 +105,103 @@ def _sniff_delimiter(sample: str) -> str:
         return max(_DELIMITERS, key=header.count)
 
 
+def _count_fields_block(data: np.ndarray, delimiter: int) -> np.ndarray:
+    """Fields per non-blank line of a block of bytes that ends at a line end (or at the end of the file)."""
+    # Line ends as the CSV reader sees them: "\n", "\r\n", or a lone "\r".
+    cr = np.flatnonzero(data == 13)
+    lone_cr = cr[(cr + 1 >= len(data)) | (data[np.minimum(cr + 1, len(data) - 1)] != 10)] if len(cr) else cr
+    ends = np.flatnonzero(data == 10)
+    if len(lone_cr):
+        ends = np.union1d(ends, lone_cr)
+    if len(data) and (not len(ends) or ends[-1] != len(data) - 1):
+        ends = np.append(ends, len(data))
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    delims = np.flatnonzero(data == delimiter)
+    counts = np.searchsorted(delims, ends) - np.searchsorted(delims, starts) + 1
+    # A line of only blanks (or an empty line, or a lone CR) is no record; only one-field lines can be blank.
+    single = np.flatnonzero(counts == 1)
+    if not len(single):
+        return counts
+    filled = np.flatnonzero(data > 32)
+    blank = np.searchsorted(filled, ends[single]) == np.searchsorted(filled, starts[single])
+    keep = np.ones(len(counts), dtype=bool)
+    keep[single[blank]] = False
+    return counts[keep]
+
+
+def _field_counts(text: str, delimiter: str, block: int = 1 << 24) -> np.ndarray:
+    """Fields per record of a CSV text, header first, blank lines left out (as the CSV reader skips them).
+
+    Without quote characters this is a vectorised count of delimiters between line ends, in blocks of ~16 MB;
+    with quotes the standard library's reader splits the records (quoted delimiters and line breaks are not field
+    breaks).
+    """
+    if '"' not in text:
+        parts, start, n = [], 0, len(text)
+        while start < n:
+            end = min(start + block, n)
+            if end < n:  # cut after a line break, so no line spans two blocks
+                cut = text.rfind("\n", start, end)
+                end = cut + 1 if cut >= start else (text.find("\n", end) + 1 or n)
+            data = np.frombuffer(text[start:end].encode("utf-8"), dtype=np.uint8)
+            parts.append(_count_fields_block(data, ord(delimiter)))
+            start = end
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    counts = [len(rec) for rec in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+              if rec and not (len(rec) == 1 and not rec[0].strip())]
+    return np.asarray(counts, dtype=np.int64)
+
+
+def _read_csv(text: str, path: Path, what: str) -> pd.DataFrame:
+    delimiter = _sniff_delimiter(text[:65536])
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=True,
+                            skipinitialspace=True, index_col=False, on_bad_lines="skip")
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path}: {what} file is empty") from exc
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: cannot parse as CSV with delimiter {delimiter!r} ({exc})") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    counts = _field_counts(text, delimiter)
+    if len(counts) < 2:
+        return frame
+    expected, rows = int(counts[0]), counts[1:]
+    long_rows = rows > expected
+    if int((~long_rows).sum()) != len(frame):
+        return frame  # the reader split records differently (odd quoting): keep what it read
+    bad = np.flatnonzero(rows != expected)
+    if not len(bad):
+        return frame
+    if len(bad) > len(rows) / 2 and len(rows) >= 2:
+        # Most rows disagree with the header: the header (or the delimiter) is wrong, not the rows.
+        values, counts = np.unique(rows, return_counts=True)
+        typical = int(values[np.argmax(counts)])
+        raise DataError(f"{path}: {len(bad):,} of {len(rows):,} rows have a field count other than the header's "
+                        f"{expected} (most have {typical}); check the header line (line 1) and the delimiter "
+                        f"{delimiter!r}")
+    # Rows with too many fields were skipped by the reader: put an empty row in their place so every row of
+    # the file keeps its position, and note every malformed row for the rejects.
+    if long_rows.any():
+        frame.index = np.flatnonzero(~long_rows)
+        frame = frame.reindex(pd.RangeIndex(len(rows)))
+    frame.attrs[MALFORMED] = {int(i): f"row has {int(rows[i])} of {expected} fields" for i in bad}
+    return frame
+
+
 def read_table(path: str | os.PathLike, *, what: str = "table") -> pd.DataFrame:
-    """Read a CSV (any common delimiter, UTF-8 with or without BOM, or Latin-1) or Parquet file.
+    """Read a CSV (any common delimiter; UTF-8 with or without BOM, UTF-16 or Latin-1), Parquet or Excel file.
 
     CSV columns come back as text (missing cells as NA) so ids keep leading zeros; Parquet keeps its types.
+    Rows with more or fewer fields than the header are kept in place and listed in `frame.attrs[MALFORMED]`
+    (row position -> reason), so a scorer can reject them and a trainer can refuse them.
     Raises DataError for a missing, empty or unreadable file.
     """
     path = Path(path)
     fmt = table_format(path)
     if not path.exists():
         raise DataError(f"{path}: {what} file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a {what} file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: {what} file is empty")
     if fmt == "parquet":
@@ -74,26 +209,28 @@ def read_table(path: str | os.PathLike, *, what: str = "table") -> pd.DataFrame:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types
             raise DataError(f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})") from exc
+    elif fmt == "excel":
+        try:
+            frame = pd.read_excel(path, dtype=str, sheet_name=0)
+        except Exception as exc:  # openpyxl and zipfile raise several types
+            raise DataError(f"{path}: cannot read as an Excel workbook ({type(exc).__name__}: {exc})") from exc
+        frame.columns = [str(c).strip() for c in frame.columns]
     else:
         text = _decode(path.read_bytes(), path)
         if not text.strip():
             raise DataError(f"{path}: {what} file is empty")
-        delimiter = _sniff_delimiter(text[:65536])
-        try:
-            frame = pd.read_csv(
-                io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=True, skipinitialspace=True
-            )
-        except pd.errors.EmptyDataError as exc:
-            raise DataError(f"{path}: {what} file is empty") from exc
-        except pd.errors.ParserError as exc:
-            raise DataError(f"{path}: cannot parse as CSV with delimiter {delimiter!r} ({exc})") from exc
-        frame.columns = [str(c).strip() for c in frame.columns]
+        frame = _read_csv(text, path, what)
     if frame.empty:
         raise DataError(f"{path}: {what} file has a header but no rows")
     dupes = pd.Index(frame.columns)[pd.Index(frame.columns).duplicated()].unique().tolist()
     if dupes:
         raise DataError(f"{path}: duplicate column names {dupes}")
     return frame
+
+
+def malformed_rows(frame: pd.DataFrame) -> dict[int, str]:
+    """{0-based position: reason} of rows the reader found with a wrong number of fields (see read_table)."""
+    return dict(frame.attrs.get(MALFORMED, {}))
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, source: str, what: str = "") -> None:
@@ -205,28 +342,174 @@ def parse_numbers(
     return numbers, bad.fillna(False).astype(bool)
 
 
+_FORMULA = re.compile(r"^[=+\-@\t\r]")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells a spreadsheet would run as a formula get a leading apostrophe (OWASP's CSV-injection advice).
+
+    Cells starting with =, +, -, @, tab or carriage return in text columns (and such column names) are
+    prefixed with ', numbers and numeric columns are untouched ('-12.5' stays a number).
+    """
+    out = frame
+    for pos in range(frame.shape[1]):
+        values = frame.iloc[:, pos]
+        if not (pd.api.types.is_object_dtype(values.dtype) or pd.api.types.is_string_dtype(values.dtype)):
+            continue
+        text = values.astype("string")
+        risky = text.str.contains(_FORMULA, na=False) & ~text.str.fullmatch(_PLAIN_NUMBER, na=False)
+        if risky.any():
+            if out is frame:
+                out = frame.copy()
+            out.isetitem(pos, values.astype("object").mask(risky, "'" + text.astype("object")))
+    names = [f"'{c}" if isinstance(c, str) and _FORMULA.match(c) and not _PLAIN_NUMBER.match(c) else c
+             for c in frame.columns]
+    if names != list(frame.columns):
+        out = out.copy() if out is frame else out
+        out.columns = names
+    return out
+
+
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[^.]+\.(?:tmp|probe)$")
+_STALE_SECONDS = 3600
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux), else by the set-and-restore idiom."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> int:
+    """Remove temporary files an interrupted write of `path` left beside it (their process is gone)."""
+    removed = 0
+    try:
+        candidates = [p for pattern in ("tmp", "probe")
+                      for p in path.parent.glob(f".{glob.escape(path.name)}.*.{pattern}")]
+    except OSError:
+        return 0
+    for tmp in candidates:
+        match = _TMP.match(tmp.name)
+        try:
+            if match and match["name"] == path.name:
+                stale = not _alive(int(match["pid"]))
+            else:  # an older naming without the writer's pid: stale once it is an hour old
+                stale = time.time() - tmp.stat().st_mtime > _STALE_SECONDS
+            if stale:
+                tmp.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 def _atomic_target(path: Path) -> tuple[int, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    # mkstemp creates 0600; the finished file gets the mode any new file gets here (0644 under umask 022).
+    os.chmod(tmp, 0o666 & ~_umask())
     return fd, Path(tmp)
 
 
-def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write CSV or Parquet (by extension) atomically: temp file in the same folder, then rename."""
+def check_writable(*paths: str | os.PathLike) -> None:
+    """Fail before any work when a target cannot be written: a folder in its place, or no write permission."""
+    for target in map(Path, paths):
+        if target.is_dir():
+            raise DataError(f"{target}: is a folder; give a file name to write")
+        folder = target.parent
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise DataError(f"{target}: cannot create folder {folder} ({existing} is a file)")
+        try:  # a real probe: permission bits say nothing for root, a read-only mount or a full disk
+            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".probe", dir=existing)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise DataError(f"{target}: cannot write to folder {existing} ({exc.strerror or exc})") from exc
+
+
+def _write_frame(frame: pd.DataFrame, tmp: Path, fmt: str) -> None:
+    if fmt == "parquet":
+        frame.to_parquet(tmp, index=False)
+    else:
+        safe = neutralise_formulas(frame)
+        # The csv writer quotes a cell with "\n" but not one with a lone "\r", which a reader takes for a line
+        # break: such a file is written with every text cell quoted, so no row is ever split.
+        quoting = csv.QUOTE_NONNUMERIC if _has_carriage_return(safe) else csv.QUOTE_MINIMAL
+        safe.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S%z", quoting=quoting)
+
+
+def _has_carriage_return(frame: pd.DataFrame) -> bool:
+    for pos in range(frame.shape[1]):
+        values = frame.iloc[:, pos]
+        if pd.api.types.is_object_dtype(values.dtype) or pd.api.types.is_string_dtype(values.dtype):
+            if values.astype("string").str.contains("\r", regex=False, na=False).any():
+                return True
+    return any(isinstance(c, str) and "\r" in c for c in frame.columns)
+
+
+def stage_table(frame: pd.DataFrame, path: str | os.PathLike) -> tuple[Path, Path]:
+    """Write a table to a temporary file beside `path`; `commit` renames it. Returns (temporary, target)."""
     path = Path(path)
-    fmt = table_format(path)
+    fmt = output_format(path)
     fd, tmp = _atomic_target(path)
     os.close(fd)
     try:
-        if fmt == "parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
-        os.replace(tmp, path)
+        _write_frame(frame, tmp, fmt)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+    return tmp, path
+
+
+def commit(staged: Iterable[tuple[Path, Path]]) -> list[Path]:
+    """Rename staged temporaries onto their targets, all or (on an error before the first rename) none."""
+    staged = list(staged)
+    try:
+        for tmp, _ in staged:
+            if not tmp.exists():
+                raise FileNotFoundError(tmp)
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return [target for _, target in staged]
+
+
+def discard(staged: Iterable[tuple[Path, Path]]) -> None:
+    """Remove staged temporaries that will not be committed."""
+    for tmp, _ in staged:
+        tmp.unlink(missing_ok=True)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write CSV or Parquet (by extension) atomically: temp file in the same folder, then rename.
+
+    CSV text cells that a spreadsheet would run as formulas are neutralised (see `neutralise_formulas`).
+    """
+    return commit([stage_table(frame, path)])[0]
 
 
 def write_bytes(data: bytes, path: str | os.PathLike) -> Path:

@@ -157,21 +157,37 @@ def label_leads(
     window_days: int,
     data_end: pd.Timestamp,
     source: str = "leads",
+    converted_column: str = "converted_at",
+    before_created: str = "error",
 ) -> Labelled:
     """Attach as_of (created + as_of_days) and label (converted in (as_of, as_of + window]).
 
     Leads already converted at as_of, and leads whose window has not closed by `data_end`, are dropped and
-    counted. Raises DataError if what remains has a single class.
+    counted. A conversion dated before the lead's creation is an export error: a DataError naming the rows, or
+    (`before_created="exclude"`) those leads are left out and counted. Raises DataError if what remains has a
+    single class.
     """
     created = leads[created_column]
     as_of = created + pd.Timedelta(days=as_of_days)
-    conv = leads[id_column].map(converted)
+    times = pd.to_datetime(pd.Series(converted), utc=True) if len(converted) else \
+        pd.Series([], dtype="datetime64[us, UTC]")
+    times.index = times.index.astype(str)
+    conv = pd.Series(times.reindex(leads[id_column].astype(str).to_numpy()).to_numpy(), index=leads.index)
     conv = pd.to_datetime(conv, utc=True).astype("datetime64[us, UTC]")
     window_end = as_of + pd.Timedelta(days=window_days)
     no_date = as_of.isna()
-    before = conv.notna() & (conv <= as_of)
-    immature = ~before & (window_end > data_end) & ~no_date
-    keep = ~(before | immature | no_date)
+    early = conv.notna() & created.notna() & (conv < created)
+    if early.any() and before_created != "exclude":
+        first = int(np.flatnonzero(early.to_numpy())[0])
+        raise DataError(
+            f"{source}: {int(early.sum()):,} lead(s) converted before they were created (column "
+            f"{converted_column!r} {conv.iloc[first]:%Y-%m-%d %H:%M} < {created_column!r} "
+            f"{created.iloc[first]:%Y-%m-%d %H:%M}; {describe_rows(_rows(early))}); fix the export, or leave them "
+            f"out with --exclude-early-conversions (config: label.converted_before_created: exclude)"
+        )
+    before = conv.notna() & (conv <= as_of) & ~early
+    immature = ~before & ~early & (window_end > data_end) & ~no_date
+    keep = ~(before | immature | no_date | early)
     label = (conv.notna() & (conv > as_of) & (conv <= window_end)).astype("int8")
     out = leads.loc[keep].copy()
     out[AS_OF] = as_of[keep]
@@ -179,6 +195,7 @@ def label_leads(
     counts = {
         "leads": len(leads),
         "converted_before_as_of": int(before.sum()),
+        "converted_before_created": int(early.sum()),
         "immature": int(immature.sum()),
         "missing_created_at": int(no_date.sum()),
         "labelled": int(keep.sum()),

@@ -11,6 +11,13 @@ import numpy as np
 import pandas as pd
 
 SPEC_VERSION = 2
+MAX_EXACT = 2.0**53  # numbers from here on are not exact in float64: not a lead attribute anyone measured
+
+
+def signed_log(x):
+    """sign(x) * log1p(|x|): a scale on which counts and amounts spread evenly."""
+    x = np.asarray(x, dtype="float64")
+    return np.sign(x) * np.log1p(np.abs(x))
 AS_OF = "as_of"
 LABEL = "label"
 # The pooled level of a category column: values seen too rarely in training, and values never seen there.
@@ -47,6 +54,10 @@ class FeatureSpec:
     dropped_columns: dict[str, str] = field(default_factory=dict)
     na_values: tuple[str, ...] = ()
     decimal: str | None = None
+    # Observed [min, max] of each number column in training: far outside it a value is not trusted.
+    numeric_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # What training's input looked like (share of leads with events, ...), to tell a scoring file that differs.
+    profile: dict[str, float] = field(default_factory=dict)
     version: int = SPEC_VERSION
 
     @property
@@ -80,6 +91,7 @@ class FeatureSpec:
         # A list of pairs, not a mapping: the column order is the model's feature order and must survive
         # any JSON writer that sorts keys.
         out["categorical_vocab"] = [[k, list(v)] for k, v in self.categorical_vocab.items()]
+        out["numeric_ranges"] = {k: [lo, hi] for k, (lo, hi) in self.numeric_ranges.items()}
         return out
 
     def to_json(self) -> str:
@@ -95,6 +107,8 @@ class FeatureSpec:
         for key in ("numeric_columns", "event_types", "negative_event_types", "windows", "na_values"):
             values[key] = tuple(values.get(key, ()))
         values["categorical_vocab"] = {k: tuple(v) for k, v in values["categorical_vocab"]}
+        ranges = values.get("numeric_ranges", {})
+        values["numeric_ranges"] = {k: (float(lo), float(hi)) for k, (lo, hi) in ranges.items()}
         return cls(**values)
 
     @classmethod
@@ -111,6 +125,27 @@ class FeatureSpec:
         unseen = text.notna() & ~text.isin(known)
         fill = OTHER if OTHER in vocab else pd.NA
         return text.where(~unseen, fill).astype("object"), int(unseen.sum())
+
+    def plausible(self, name: str, numbers: pd.Series) -> tuple[pd.Series, pd.Series]:
+        """Numbers the model can trust: (kept, dropped mask). One rule for training and scoring.
+
+        Not values: inf, -inf and magnitudes from 2**53 on (beyond exact float64 integers). Far outside training:
+        a sign never seen there, or more than the whole observed range beyond it on a signed log scale
+        (employees seen in [1, 10,000] are trusted up to ~5e7, never below 0).
+        """
+        values = numbers.to_numpy(dtype="float64", na_value=np.nan)
+        bad = ~np.isnan(values) & (~np.isfinite(values) | (np.abs(values) >= MAX_EXACT))
+        if name in self.numeric_ranges:
+            lo, hi = self.numeric_ranges[name]
+            t, t_lo, t_hi = signed_log(values), signed_log(lo), signed_log(hi)
+            width = max(t_hi - t_lo, 1.0)
+            with np.errstate(invalid="ignore"):
+                far = (t < t_lo - width) | (t > t_hi + width)
+                if lo >= 0:
+                    far |= values < 0
+            bad |= far & ~np.isnan(values)
+        kept = pd.Series(np.where(bad, np.nan, values), index=numbers.index)
+        return kept, pd.Series(bad, index=numbers.index)
 
     def encode(self, features: pd.DataFrame) -> pd.DataFrame:
         """Model matrix: float64 columns in `feature_names` order, categoricals as vocabulary codes (NaN = missing)."""

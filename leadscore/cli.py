@@ -53,6 +53,20 @@ def _run(func, *args, **kwargs):
         return func(*args, **kwargs)
     except (DataError, ConfigError) as exc:
         _fail(str(exc))
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except OSError as exc:  # a disk, permission or path problem the checks before the work could not foresee
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}")
+    except MemoryError:
+        _fail("out of memory; score the list in parts or on a larger machine")
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, the traceback only with -v
+        logging.getLogger("leadscore").debug("internal error", exc_info=True)
+        if logging.getLogger().isEnabledFor(logging.INFO):
+            import traceback
+
+            traceback.print_exc()
+        _fail(f"internal error ({type(exc).__name__}: {exc}); please report it with the output of --verbose")
 
 
 def _steps(quiet: bool):
@@ -137,6 +151,9 @@ def _show_training(result: dict, as_json: bool):
                     f"{data['immature']:,} immature (window not closed).")
     if data.get("open_outcome"):
         left_out += f" Left out: {data['open_outcome']:,} with an open outcome (--open)."
+    if data.get("converted_before_created"):
+        left_out += (f" Left out: {data['converted_before_created']:,} converted before they were created "
+                     f"(--exclude-early-conversions).")
     slices = (f"train {data['train_rows']:,} ({data['cross_fit_folds']}-fold cross-fit) / test {data['test_rows']:,}"
               if data.get("cross_fit_folds") else
               f"train {data['train_rows']:,} / calibration {data['calibration_rows']:,} / test {data['test_rows']:,}")
@@ -197,6 +214,9 @@ PositiveOpt = Annotated[list[str] | None, typer.Option("--positive", help="Label
                                                                         "Won (repeatable; other values are 0).")]
 OpenOpt = Annotated[list[str] | None, typer.Option("--open", help="Label value of leads still in progress: left out "
                                                                 "of training and counted (repeatable).")]
+EarlyOpt = Annotated[bool, typer.Option("--exclude-early-conversions", help="Leave out (and count) leads whose "
+                                                                          "conversion is dated before their "
+                                                                          "creation, instead of stopping.")]
 IdOpt = Annotated[str | None, typer.Option("--id", help="Lead id column (default lead_id).")]
 DateOpt = Annotated[str | None, typer.Option("--date", help="Lead creation time column (default created_at); "
                                                             "without one the split is random.")]
@@ -213,7 +233,7 @@ DataEndOpt = Annotated[str | None, typer.Option(help="Extract date of the data (
 
 
 def _train_config(config: Path | None, *, label=None, id_col=None, date_col=None, drop=None, na_value=None,
-                  decimal=None, allow=None, positive=None, open_values=None):
+                  decimal=None, allow=None, positive=None, open_values=None, exclude_early=False):
     """The config file (or defaults) with the command-line options applied on top."""
     import dataclasses
 
@@ -239,6 +259,8 @@ def _train_config(config: Path | None, *, label=None, id_col=None, date_col=None
         cfg = dataclasses.replace(cfg, label=dataclasses.replace(
             lab, positive=tuple(positive) if positive else lab.positive,
             open=tuple(open_values) if open_values else lab.open))
+    if exclude_early:
+        cfg = dataclasses.replace(cfg, label=dataclasses.replace(cfg.label, converted_before_created="exclude"))
     return cfg
 
 
@@ -264,6 +286,7 @@ def train(
     label: LabelOpt = None,
     positive: PositiveOpt = None,
     open_values: OpenOpt = None,
+    exclude_early: EarlyOpt = False,
     id_col: IdOpt = None,
     date_col: DateOpt = None,
     drop: DropOpt = None,
@@ -283,7 +306,8 @@ def train(
 
     def body():
         cfg = _train_config(config, label=label, id_col=id_col, date_col=date_col, drop=drop, na_value=na_value,
-                            decimal=decimal, allow=allow, positive=positive, open_values=open_values)
+                            decimal=decimal, allow=allow, positive=positive, open_values=open_values,
+                            exclude_early=exclude_early)
         if tune:
             import dataclasses
 
@@ -309,6 +333,7 @@ def check_data_command(
     label: LabelOpt = None,
     positive: PositiveOpt = None,
     open_values: OpenOpt = None,
+    exclude_early: EarlyOpt = False,
     id_col: IdOpt = None,
     date_col: DateOpt = None,
     drop: DropOpt = None,
@@ -325,7 +350,8 @@ def check_data_command(
 
     def body():
         cfg = _train_config(config, label=label, id_col=id_col, date_col=date_col, drop=drop, na_value=na_value,
-                            decimal=decimal, allow=allow, positive=positive, open_values=open_values)
+                            decimal=decimal, allow=allow, positive=positive, open_values=open_values,
+                            exclude_early=exclude_early)
         return check_data(cfg, leads_path=leads, outcomes_path=outcomes, events_path=events, report_dir=report,
                           data_end=_timestamp(data_end, "--data-end"))
 
@@ -382,6 +408,11 @@ def score(
     reasons: Annotated[bool, typer.Option(help="Add the top 3 reasons per lead.")] = True,
     keep: Annotated[list[str] | None, typer.Option(help="Input column to copy into the output "
                                                         "(repeatable).")] = None,
+    strict: Annotated[bool, typer.Option(help="Stop (exit 2, nothing written) when the input does not look like "
+                                              "training's: events matching few leads, unseen categories, missing "
+                                              "columns, implausible values.")] = False,
+    dedupe_events: Annotated[bool, typer.Option(help="Drop repeated event rows (same lead, time and type) "
+                                                     "instead of counting them twice.")] = False,
     tracking_uri: TrackingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -398,7 +429,7 @@ def score(
             if leads is None:
                 raise ConfigError("give --leads (or --config with dataset.leads)")
             return score_file(predictor, leads, out, events_path=events, as_of=as_of, reasons=reasons,
-                              keep_columns=keep or ())
+                              keep_columns=keep or (), strict=strict, dedupe_events=dedupe_events)
         # A dataset config assembles the lead list like training did: lookup joins and event sources.
         from leadscore.features.config import load_config
         from leadscore.features.dataset import load_dataset
@@ -411,18 +442,23 @@ def score(
         dataset = load_dataset(cfg.dataset, cfg.data, leads_path=None if leads is None else str(leads),
                                with_outcomes=False)
         return score_frames(predictor, dataset.leads, out, events=dataset.events, as_of=as_of, reasons=reasons,
-                            keep_columns=keep or (), sources=dataset.sources)
+                            keep_columns=keep or (), sources=dataset.sources, strict=strict,
+                            dedupe_events=dedupe_events)
 
     result = _run(body)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), default=str))
         return
+    from rich.markup import escape
+
     console = _console(stderr=False)
     console.print(f"Scored {result.scored_rows:,} of {result.input_rows:,} leads -> {result.output}",
                   highlight=False)
     if result.rejects is not None:
         console.print(f"[yellow]Rejected {result.rejected_rows:,} rows[/] -> {result.rejects} (with reasons)",
                       highlight=False)
+    for line in result.warnings:
+        console.print(f"[yellow]Warning:[/] {escape(line)}", highlight=False)
 
 
 @app.command()

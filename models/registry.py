@@ -39,6 +39,19 @@ def default_tracking_uri(workdir: str | os.PathLike = ".") -> str:
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
 
 
+def require_existing_store(tracking_uri: str) -> None:
+    """Reading a model needs a store that exists: a mistyped SQLite path would otherwise create an empty one."""
+    if tracking_uri.startswith("sqlite:///"):
+        path = Path(tracking_uri[len("sqlite:///"):].split("?", 1)[0])
+        if not path.is_file():
+            raise DataError(f"{tracking_uri}: no tracking store at {path} (mistyped --tracking-uri? a model is read "
+                            f"from the store training wrote)")
+    elif tracking_uri.startswith("file:") or "://" not in tracking_uri:
+        path = Path(tracking_uri.removeprefix("file://").removeprefix("file:"))
+        if not path.is_dir():
+            raise DataError(f"{tracking_uri}: no tracking store folder at {path}")
+
+
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
@@ -275,6 +288,7 @@ def load_bundle(uri: str | os.PathLike, *, tracking_uri: str | None = None) -> M
             raise DataError(f"{local}: model path not found")
         return ModelBundle.load(_find_bundle(local))
     tracking_uri = tracking_uri or default_tracking_uri()
+    require_existing_store(tracking_uri)
     _quiet_mlflow_logs()
     mlflow = _mlflow(tracking_uri)
     try:

@@ -32,12 +32,18 @@ def assign_bands(scores: np.ndarray, bands: Bands) -> np.ndarray:
 
 
 def _format_value(value) -> str:
+    """A feature value as a reason shows it: at most ~12 characters for any number."""
     if value is None:
         return "missing"
-    if isinstance(value, float | np.floating):
-        if float(value).is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.3g}"
+    if isinstance(value, float | np.floating | int | np.integer) and not isinstance(value, bool):
+        v = float(value)
+        if not np.isfinite(v):
+            return "missing"
+        if v.is_integer() and abs(v) < 1e9:
+            return f"{int(v):,}"
+        if abs(v) >= 1e6 or abs(v) < 1e-3:
+            return f"{v:.3g}"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
     return str(value)
 
 
@@ -69,6 +75,16 @@ class ModelScorer:
     def score_features(self, ids: pd.Series, features: pd.DataFrame, *, reasons: bool = True) -> pd.DataFrame:
         """One row per lead: id, probability, score, band, base_rate and the top reasons."""
         id_col = self.spec.id_column
+        if len(features) == 0:  # every row rejected: the same columns, no rows
+            out = pd.DataFrame({id_col: pd.Series([], dtype="object"), "probability": np.array([], dtype=float),
+                                "score": np.array([], dtype="int64"), "band": pd.Series([], dtype="object")})
+            if reasons and self.n_reasons > 0:
+                out[BASE_RATE] = np.array([], dtype=float)
+                for j in range(1, min(self.n_reasons, len(self.spec.feature_names)) + 1):
+                    for suffix, dtype in (("_feature", "object"), ("_value", "object"), ("_contribution", float),
+                                          ("", "object")):
+                        out[f"reason_{j}{suffix}"] = pd.Series([], dtype=dtype)
+            return out
         if reasons and self.n_reasons > 0:
             base, contrib, p = self.contributions(features)
         else:

@@ -50,8 +50,8 @@ class Predictor:
     def spec(self):
         return self.bundle.spec
 
-    def _frame(self, leads: pd.DataFrame, events: pd.DataFrame | None, as_of, *, source: str, events_source: str
-               ) -> tuple[LeadFrame, pd.DataFrame, pd.DataFrame]:
+    def _frame(self, leads: pd.DataFrame, events: pd.DataFrame | None, as_of, *, source: str, events_source: str,
+               dedupe_events: bool = False) -> tuple[LeadFrame, pd.DataFrame, pd.DataFrame]:
         typed = type_leads(leads, self.spec, source=source, strict=False,
                            as_of_column=AS_OF if as_of is None and AS_OF in leads.columns else None)
         ok = typed.leads
@@ -59,19 +59,45 @@ class Predictor:
             stamps = ok[AS_OF]  # parsed by type_leads; unreadable cells are already rejects
         else:
             stamps = resolve_as_of(ok, self.spec, as_of, source=source)
-        missing_as_of = stamps.isna().to_numpy()
+        stamps = pd.Series(stamps.to_numpy(), index=ok.index)
+        stats = dict(typed.stats)
+        # A lead without a scoring time, or scored before it existed, cannot be scored: it goes to the rejects,
+        # found by its input row.
+        reasons = pd.Series(pd.NA, index=ok.index, dtype="object")
+        reasons[stamps.isna()] = f"column {AS_OF!r}: missing date/time"
+        created_col = self.spec.created_column
+        if created_col in ok.columns and pd.api.types.is_datetime64_any_dtype(ok[created_col].dtype):
+            created = ok[created_col]
+            early = (stamps < created).fillna(False).astype(bool) & reasons.isna()
+            if early.any():
+                given = "as_of (--as-of)" if as_of is not None else f"column {AS_OF!r}"
+                reasons[early] = (f"{given}: " + stamps[early].dt.strftime("%Y-%m-%d %H:%M")
+                                  + f" is before the lead's creation ({created_col!r} "
+                                  + created[early].dt.strftime("%Y-%m-%d %H:%M") + ")")
+        future = stamps > pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
+        if future.any():
+            stats["as_of_in_future"] = int(future.sum())
         rejects = typed.rejects
-        if missing_as_of.any():
-            # A lead without a scoring time cannot be scored; it goes to the rejects, found by its input row.
-            bad = leads.iloc[typed.input_rows[missing_as_of] - 1 - _first_row(leads)].copy()
-            bad.insert(0, "input_row", typed.input_rows[missing_as_of])
-            bad[REJECT_REASON] = f"column {AS_OF!r}: missing date/time"
-            rejects = pd.concat([rejects, bad], ignore_index=True)
-            ok, stamps = ok.loc[~missing_as_of].reset_index(drop=True), stamps[~missing_as_of].reset_index(drop=True)
+        bad = reasons.notna().to_numpy()
+        if bad.any():
+            rows = typed.input_rows[bad]
+            rejected = leads.iloc[rows - 1 - _first_row(leads)].copy()
+            rejected.insert(0, "input_row", rows)
+            rejected[REJECT_REASON] = reasons[bad].to_numpy()
+            rejects = pd.concat([rejects, rejected], ignore_index=True).sort_values("input_row", kind="stable")
+            rejects = rejects.reset_index(drop=True)
+            ok, stamps = ok.loc[~bad].reset_index(drop=True), stamps[~bad].reset_index(drop=True)
+        stats["rejected_rows"] = len(rejects)
         typed_events = None
         if self.spec.has_events and events is not None:
             typed_events = type_events(events, self.spec, source=events_source)
-        return build_lead_frame(ok, typed_events, self.spec, stamps, stats=typed.stats), ok, rejects
+            dupes = typed_events.duplicated(["lead_id", "ts", "type"])
+            if dupes.any():
+                stats["duplicate_events"] = int(dupes.sum())
+                if dedupe_events:
+                    typed_events = typed_events.loc[~dupes]
+                    stats["duplicate_events_dropped"] = int(dupes.sum())
+        return build_lead_frame(ok, typed_events, self.spec, stamps, stats=stats), ok, rejects
 
     def features(self, leads: pd.DataFrame, events: pd.DataFrame | None = None,
                  as_of: pd.Timestamp | str | None = None, *, source: str = "leads") -> LeadFrame:
@@ -88,12 +114,15 @@ class Predictor:
         keep_columns: Sequence[str] = (),
         source: str = "leads",
         events_source: str = "events",
+        dedupe_events: bool = False,
     ) -> Scored:
         """Score leads; rows that cannot be scored come back in `rejects` with a reason (nothing is lost).
 
         `as_of`: one time for every lead; without it, the leads' `as_of` column, else now (UTC).
+        `dedupe_events`: drop repeated event rows (same lead, time and type) instead of counting them twice.
         """
-        frame, ok, rejects = self._frame(leads, events, as_of, source=source, events_source=events_source)
+        frame, ok, rejects = self._frame(leads, events, as_of, source=source, events_source=events_source,
+                                         dedupe_events=dedupe_events)
         scores = self.scorer.score_frame(frame, reasons=reasons)
         scores.insert(1, AS_OF, frame.as_of.to_numpy())
         for col in keep_columns:

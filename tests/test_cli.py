@@ -162,10 +162,15 @@ def test_score_with_missing_model_is_one_line_error(tmp_path):
 def test_score_with_unsupported_output_type_writes_nothing(demo_run, tmp_path):
     summary, workdir = demo_run
     proc = leadscore("score", "--model", "models:/lead-conversion@champion",
+                     "--leads", workdir / "data" / "fresh_leads.csv", "--out", tmp_path / "o.json",
+                     "--tracking-uri", summary["mlflow"]["tracking_uri"])
+    assert proc.returncode == 2
+    assert "unsupported file type '.json'" in proc.stderr
+    proc = leadscore("score", "--model", "models:/lead-conversion@champion",
                      "--leads", workdir / "data" / "fresh_leads.csv", "--out", tmp_path / "o.xlsx",
                      "--tracking-uri", summary["mlflow"]["tracking_uri"])
     assert proc.returncode == 2
-    assert "unsupported file type '.xlsx'" in proc.stderr
+    assert "output must be .csv or .parquet" in proc.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -47,8 +47,8 @@ def test_empty_files_are_one_line_errors(tmp_path, content, message):
 def test_missing_file_and_unknown_type(tmp_path):
     with pytest.raises(DataError, match="not found"):
         read_table(tmp_path / "nope.csv")
-    with pytest.raises(DataError, match="unsupported file type '.xlsx'"):
-        read_table(tmp_path / "leads.xlsx")
+    with pytest.raises(DataError, match="unsupported file type '.json'"):
+        read_table(tmp_path / "leads.json")
 
 
 def test_missing_required_column_names_file_and_column():

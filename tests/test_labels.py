@@ -28,9 +28,30 @@ def test_label_window_and_exclusions():
                       window_days=90, data_end=pd.Timestamp("2025-06-30", tz="UTC"))
     labels = dict(zip(out.leads["lead_id"], out.leads[LABEL], strict=True))
     assert labels == {"inside": 1, "after_window": 0, "never": 0}
-    assert out.counts == {"leads": 5, "converted_before_as_of": 1, "immature": 1, "missing_created_at": 0,
-                          "labelled": 3, "positives": 1}
+    assert out.counts == {"leads": 5, "converted_before_as_of": 1, "converted_before_created": 0, "immature": 1,
+                          "missing_created_at": 0, "labelled": 3, "positives": 1}
     assert (out.leads["as_of"] == pd.Timestamp("2025-01-15", tz="UTC")).all()
+
+
+def test_conversion_before_creation_is_an_error_naming_the_rows_or_excluded_and_counted():
+    leads = _leads()
+    outcomes = pd.DataFrame({"lead_id": ["inside", "never", "after_window"],
+                             "converted_at": ["2025-02-01", "2024-12-01", "2025-06-01"]})  # 'never' created 2025-01-01
+    converted = outcome_times(outcomes, id_column="lead_id", converted_at="converted_at", source="outcomes.csv")
+    kwargs = dict(id_column="lead_id", created_column="created_at", as_of_days=14, window_days=90,
+                  data_end=pd.Timestamp("2025-06-30", tz="UTC"), source="leads.csv")
+    with pytest.raises(DataError, match=r"leads.csv: 1 lead\(s\) converted before they were created .*row 4\)"):
+        label_leads(leads, converted, **kwargs)
+    out = label_leads(leads, converted, before_created="exclude", **kwargs)
+    assert out.counts["converted_before_created"] == 1 and "never" not in set(out.leads["lead_id"])
+
+
+def test_outcomes_without_any_conversion_say_single_class_not_a_type_error():
+    outcomes = pd.DataFrame({"lead_id": ["inside", "never"], "converted_at": [None, None]})
+    converted = outcome_times(outcomes, id_column="lead_id", converted_at="converted_at", source="outcomes.csv")
+    with pytest.raises(DataError, match="single class: all 4 labelled leads are not converted"):
+        label_leads(_leads(), converted, id_column="lead_id", created_column="created_at", as_of_days=14,
+                    window_days=90, data_end=pd.Timestamp("2025-06-30", tz="UTC"))
 
 
 def test_earliest_conversion_wins():

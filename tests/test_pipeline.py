@@ -107,7 +107,9 @@ def test_scoring_as_of_a_later_date_sees_more_events(logged, small_world):
     result, _, _ = logged
     predictor = Predictor(result.bundle)
     fresh = small_world.fresh_leads.drop(columns="as_of")
-    early = predictor.score(fresh, small_world.fresh_events, as_of="2025-08-01", reasons=False)
+    # As of just after the last fresh lead was created (earlier, a lead would be scored before it existed).
+    first_day = pd.to_datetime(fresh["created_at"], utc=True).max() + pd.Timedelta(hours=1)
+    early = predictor.score(fresh, small_world.fresh_events, as_of=first_day, reasons=False)
     late = predictor.score(fresh, small_world.fresh_events, as_of=small_world.data_end, reasons=False)
     assert (early["as_of"] < late["as_of"]).all()
     assert not np.allclose(early["probability"], late["probability"])

@@ -192,7 +192,8 @@ def prepare_training_data(
         labelled = label_leads(
             typed.leads, converted, id_column=spec.id_column, created_column=spec.created_column,
             as_of_days=spec.as_of_days, window_days=spec.label_window_days, data_end=data_end,
-            source=sources["leads"],
+            source=sources["leads"], converted_column=data.converted_at,
+            before_created=config.label.converted_before_created,
         )
     frame = build_lead_frame(labelled.leads, typed_events, spec, labelled.leads[AS_OF], extra_columns=[LABEL],
                              stats=typed.stats)
@@ -224,6 +225,13 @@ def prepare_training_data(
         for col in spec.categorical_columns:  # as scoring does: pooled or missing when not in the vocabulary
             rows[col], _ = spec.categorise(col, rows[col])
         frame = build_lead_frame(rows, typed_events, spec, rows[AS_OF], extra_columns=[LABEL], stats=typed.stats)
+    if typed_events is not None and len(frame.frame):
+        # What training's event log looked like, so scoring can tell an events file that does not match.
+        n = len(frame.frame)
+        profile = {"leads_with_events_share": frame.stats.get("leads_with_events", 0) / n,
+                   "leads_matched_by_events_share": frame.stats.get("leads_matched_by_events", 0) / n}
+        spec = dataclasses.replace(spec, profile=profile)
+        frame = dataclasses.replace(frame, spec=spec)
     counts = {**labelled.counts, **split.describe(), "lead_stats": frame.stats,
               "train_positive_rate": float(frame.y[split.train].mean())}
     return Prepared(spec, frame, split, counts, report, has_dates, data_end, mapping)
