@@ -342,6 +342,42 @@ def parse_numbers(
     return numbers, bad.fillna(False).astype(bool)
 
 
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INFINITY = re.compile(r"[+-]?(?:inf|infinity)", re.IGNORECASE)
+_FORMAT_CHARS = re.compile(r"(?i)usd|eur|gbp|r\$|[$€£¥%\s'’]")
+
+
+def parse_number(value, *, decimal: str | None = None, na_values: Iterable[str] = ()) -> float | None:
+    """One cell as `parse_numbers` reads it: a float (NaN = missing), or None when present but not a number.
+
+    The scalar twin of `parse_numbers`, for scoring one lead without pandas (tests hold the two equal).
+    """
+    if value is None or value is pd.NA:
+        return float("nan")
+    if isinstance(value, bool | np.bool_):
+        return float(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    text = str(value).strip()
+    if text == "" or text in na_values:
+        return float("nan")
+    numeric = text
+    if decimal:
+        numeric = _FORMAT_CHARS.sub("", numeric).replace("." if decimal == "," else ",", "")
+        if decimal == ",":
+            numeric = numeric.replace(",", ".")
+    if _NUMBER.fullmatch(numeric):
+        return float(numeric)
+    if _INFINITY.fullmatch(numeric):
+        return float("-inf") if numeric.startswith("-") else float("inf")
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return 1.0
+    if lowered in _FALSE:
+        return 0.0
+    return None
+
+
 _FORMULA = re.compile(r"^[=+\-@\t\r]")
 _PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 

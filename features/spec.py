@@ -134,6 +134,12 @@ class FeatureSpec:
         (employees seen in [1, 10,000] are trusted up to ~5e7, never below 0).
         """
         values = numbers.to_numpy(dtype="float64", na_value=np.nan)
+        bad = self.implausible(name, values)
+        kept = pd.Series(np.where(bad, np.nan, values), index=numbers.index)
+        return kept, pd.Series(bad, index=numbers.index)
+
+    def implausible(self, name: str, values: np.ndarray) -> np.ndarray:
+        """The rule of `plausible` on a float array: True where a present value is not to be trusted."""
         bad = ~np.isnan(values) & (~np.isfinite(values) | (np.abs(values) >= MAX_EXACT))
         if name in self.numeric_ranges:
             lo, hi = self.numeric_ranges[name]
@@ -144,8 +150,7 @@ class FeatureSpec:
                 if lo >= 0:
                     far |= values < 0
             bad |= far & ~np.isnan(values)
-        kept = pd.Series(np.where(bad, np.nan, values), index=numbers.index)
-        return kept, pd.Series(bad, index=numbers.index)
+        return bad
 
     def encode(self, features: pd.DataFrame) -> pd.DataFrame:
         """Model matrix: float64 columns in `feature_names` order, categoricals as vocabulary codes (NaN = missing)."""

@@ -462,6 +462,47 @@ def score(
 
 
 @app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="models:/lead-conversion@champion, runs:/<id>/model or a folder.")],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key_env: Annotated[str | None, typer.Option(help="Name of an environment variable holding the API key "
+                                                         "every call but /health must send as X-API-Key.")] = None,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body accepted (MB).")] = 2.0,
+    watch: Annotated[float, typer.Option(help="Seconds between checks of the model alias; a new version is "
+                                              "loaded without a restart (0 = only on POST /reload).")] = 0.0,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Serve the model over HTTP: POST /score, GET /model, GET /health, POST /reload; docs at /docs."""
+    import os
+
+    def body():
+        from leadscore.models.registry import default_tracking_uri, require_existing_store
+
+        uri = tracking_uri or default_tracking_uri()
+        if ":/" in model:
+            require_existing_store(uri)
+        key = None
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                from leadscore.features.errors import ConfigError
+
+                raise ConfigError(f"--api-key-env {api_key_env}: the environment variable is not set or empty")
+        from leadscore.serve.api import _load, create_app
+
+        _load(model, uri)  # fail here, with one line, when the model cannot be loaded
+        return create_app(model, tracking_uri=uri, api_key=key, max_body_bytes=int(max_body_mb * 1e6),
+                          watch_seconds=watch)
+
+    api = _run(body)
+    import uvicorn
+
+    _console().print(f"Serving {model} on http://{host}:{port} (docs: /docs)", highlight=False)
+    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
 def compare(
     model: Annotated[str, typer.Option(help="models:/lead-conversion@champion, runs:/<id>/model or a folder.")],
     rules: Annotated[Path | None, typer.Option(help="Rule file (YAML) marketing scores leads with.")] = None,

@@ -33,9 +33,9 @@ def probability_contributions(
     return p0, contrib * slope[:, None], p
 
 
-def tree_contributions(booster, X) -> np.ndarray:
+def tree_contributions(booster, X, **predict_params) -> np.ndarray:
     """Exact TreeSHAP contributions of a LightGBM booster on its raw margin (n, k+1)."""
-    return np.asarray(booster.predict(X, pred_contrib=True), dtype="float64")
+    return np.asarray(booster.predict(X, pred_contrib=True, **predict_params), dtype="float64")
 
 
 def margin_contributions(model, X) -> np.ndarray:

@@ -338,6 +338,21 @@ def registered_alias(name: str, alias: str, *, tracking_uri: str) -> str | None:
         return None
 
 
+def model_reference(uri: str, *, tracking_uri: str | None = None) -> dict[str, str | None]:
+    """Name, version and alias a model URI points at now (`models:/name@alias` resolves its version)."""
+    text = str(uri)
+    ref = {"uri": text, "name": None, "version": None, "alias": None}
+    if text.startswith("models:/"):
+        body = text.removeprefix("models:/")
+        if "@" in body:
+            ref["name"], ref["alias"] = body.split("@", 1)
+            ref["version"] = registered_alias(ref["name"], ref["alias"],
+                                              tracking_uri=tracking_uri or default_tracking_uri())
+        elif "/" in body:
+            ref["name"], ref["version"] = body.split("/", 1)
+    return ref
+
+
 def to_json(value: Any) -> str:
     """JSON for run artifacts (numpy scalars and timestamps become plain values)."""
     return json.dumps(value, indent=2, sort_keys=True, default=str)

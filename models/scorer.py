@@ -47,6 +47,23 @@ def _format_value(value) -> str:
     return str(value)
 
 
+def top_reasons(contributions: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the k largest contributions by size, per row (ties keep the feature order)."""
+    return np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+
+
+def shown_value(value):
+    """A readable feature value as a reason shows it: None for any kind of missing."""
+    if value is None or value is pd.NA or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return None
+    return value
+
+
+def reason_text(feature: str, value, contribution: float) -> str:
+    """'pricing_page_view_7d = 3 (+8.1 pts)'."""
+    return f"{feature} = {_format_value(value)} ({contribution * 100:+.1f} pts)"
+
+
 class ModelScorer:
     """Scores LeadFrames with a ModelBundle: calibrated probability, score, band and top reasons."""
 
@@ -104,7 +121,7 @@ class ModelScorer:
     def _reasons(self, features: pd.DataFrame, contrib: pd.DataFrame) -> pd.DataFrame:
         values = contrib.to_numpy()
         k = min(self.n_reasons, values.shape[1])
-        order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :k]
+        order = top_reasons(values, k)
         names = np.asarray(contrib.columns, dtype=object)
         feature_values = features.reset_index(drop=True)
         cols: dict[str, list] = {}
@@ -113,15 +130,11 @@ class ModelScorer:
             idx = order[:, j]
             feat = names[idx]
             amount = values[rows, idx]
-            raw_vals = [feature_values.at[i, f] for i, f in zip(rows, feat, strict=True)]
-            shown = [None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else v
-                     for v in raw_vals]
+            shown = [shown_value(feature_values.at[i, f]) for i, f in zip(rows, feat, strict=True)]
             cols[f"reason_{j + 1}_feature"] = list(feat)
             cols[f"reason_{j + 1}_value"] = [_format_value(v) for v in shown]
             cols[f"reason_{j + 1}_contribution"] = list(amount)
-            cols[f"reason_{j + 1}"] = [
-                f"{f} = {_format_value(v)} ({c * 100:+.1f} pts)" for f, v, c in zip(feat, shown, amount, strict=True)
-            ]
+            cols[f"reason_{j + 1}"] = [reason_text(f, v, c) for f, v, c in zip(feat, shown, amount, strict=True)]
         return pd.DataFrame(cols)
 
     def score_frame(self, frame: LeadFrame, *, reasons: bool = True) -> pd.DataFrame:

@@ -250,3 +250,38 @@ def _stop(proc: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- leadscore serve
+
+
+@contextlib.contextmanager
+def leadscore_server(model: str, *args: str, env: dict | None = None, timeout: float = 90,
+                     log_path: str | os.PathLike | None = None) -> Iterator[str]:
+    """Run `leadscore serve --model MODEL ARGS` on a free port of 127.0.0.1; yield its base URL once /health is 200."""
+    import sys
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = Path(log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"leadscore-serve-{port}.log")
+    cmd = [sys.executable, "-m", "leadscore", "serve", "--model", model, "--port", str(port), *args]
+    full_env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"leadscore serve exited with {proc.returncode}:\n{_tail(log_path)}")
+            try:
+                if _get(f"{url}/health", timeout=2) == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"leadscore serve at {url} not ready after {timeout:.0f} s:\n{_tail(log_path)}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        _stop(proc)

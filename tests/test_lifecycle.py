@@ -32,6 +32,7 @@ def _promote(paths, uri, **kw):
                    events_path=paths["events"], tracking_uri=uri, **kw)
 
 
+@pytest.mark.slow
 def test_promotion_accepts_a_better_challenger_refuses_a_worse_one_and_rolls_back(store):
     world, paths, uri, root = store
     weak = _train(world, uri, root, with_events=False, seed=1)  # firmographics only
