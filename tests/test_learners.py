@@ -137,3 +137,24 @@ def test_candidates_can_be_restricted_and_bad_names_are_config_errors():
 
     with pytest.raises(ConfigError, match="model.candidates: unknown learner"):
         ModelConfig(candidates=("xgboost",))
+
+
+def test_spline_basis_equals_scipy_design_matrix():
+    from scipy.interpolate import BSpline
+
+    from leadscore.models.learners import SPLINE_DEGREE, _bspline_bases, _bspline_basis
+
+    rng = np.random.default_rng(4)
+    k = SPLINE_DEGREE
+    for _ in range(50):
+        knots = np.unique(np.quantile(rng.exponential(size=40), np.linspace(0, 1, 4)))
+        x = np.concatenate([rng.uniform(knots[0] - 1, knots[-1] + 1, 200), knots, [knots[-1]] * 3])
+        t = np.concatenate([[knots[0]] * k, knots, [knots[-1]] * k])
+        ref = BSpline.design_matrix(np.clip(x, knots[0], knots[-1]), t, k, extrapolate=False).toarray()
+        np.testing.assert_allclose(_bspline_basis(x, knots), ref, rtol=0, atol=1e-14)
+    # Batched over columns: each column equals its own basis.
+    knots = np.sort(rng.uniform(0, 5, size=(3, 4)), axis=1)
+    x = rng.uniform(-1, 6, size=(30, 3))
+    batched = _bspline_bases(x, knots)
+    for c in range(3):
+        np.testing.assert_array_equal(batched[:, c], _bspline_basis(x[:, c], knots[c]))
