@@ -118,7 +118,8 @@ def train_and_log(
         registered_model=config.registered_model if register else None,
         artifact_root=workdir / "mlartifacts" if tracking_uri.startswith("sqlite:") else None,
         run_name=f"train-{stamp}",
-        input_example=pyfunc_input(result.bundle.spec, result.test_frame.features.head(5)),
+        input_example=pyfunc_input(result.bundle.spec, result.test_frame.features.head(5),
+                                   ids=result.test_frame.ids.head(5)),
     )
     card = files.get("report_model_card") or next((p for p in files.values() if p.name == "model_card.md"), None)
     if card is not None and logged.version is not None:

@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -101,32 +102,82 @@ def _quiet_mlflow_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def model_signature(spec: FeatureSpec):
-    """Explicit pyfunc signature: readable features in, probability/score/band out.
+EVENTS_COLUMN = "events"  # raw-lead input: a lead's events inline, a list of {"timestamp", "type"}
 
-    Inference from pandas `category` dtypes breaks (mlflow#3849), so every column is declared here.
+
+def model_signature(spec: FeatureSpec):
+    """Explicit pyfunc signature: a raw lead record (the id required; its attributes, events inline and as_of
+    optional) or, as before, the readable feature frame; probability/score/band out.
+
+    Lead attributes are `Any`: the model types them itself exactly as `leadscore score` does (a JSON integer in
+    a number column is not refused). Inference from pandas dtypes breaks (mlflow#3849), so every column is
+    declared here.
     """
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import AnyType, Array, ColSpec, Object, ParamSchema, ParamSpec, Property, Schema
 
-    inputs = [ColSpec("string", spec.id_column, required=False)]
-    for name in spec.feature_names:
-        kind = "string" if name in spec.categorical_vocab else "double"
-        inputs.append(ColSpec(kind, name, required=False))
+    inputs = [ColSpec(AnyType(), spec.id_column, required=True)]
+    if spec.created_column not in spec.feature_names:
+        inputs.append(ColSpec(AnyType(), spec.created_column, required=False))
+    inputs.append(ColSpec(AnyType(), "as_of", required=False))
+    for name in spec.lead_feature_names:
+        inputs.append(ColSpec(AnyType(), name, required=False))
+    if spec.has_events:
+        event = Object([Property("timestamp", "string"), Property("type", "string")])
+        inputs.append(ColSpec(Array(event), EVENTS_COLUMN, required=False))
+        for name in spec.event_feature_names:  # the feature-frame form
+            inputs.append(ColSpec("double", name, required=False))
     outputs = Schema([ColSpec("double", "probability"), ColSpec("long", "score"), ColSpec("string", "band")])
-    return ModelSignature(inputs=Schema(inputs), outputs=outputs)
+    # `as_of` for every lead of a request ("" = each lead's own as_of, else now).
+    params = ParamSchema([ParamSpec("as_of", "string", "")])
+    return ModelSignature(inputs=Schema(inputs), outputs=outputs, params=params)
 
 
-def pyfunc_input(spec: FeatureSpec, features: pd.DataFrame) -> pd.DataFrame:
-    """Cast a readable feature frame to the signature's plain types (object strings and float64)."""
-    out = {}
+def pyfunc_input(spec: FeatureSpec, features: pd.DataFrame, ids: pd.Series | None = None) -> pd.DataFrame:
+    """A readable feature frame in the signature's plain types (object strings and float64), with the lead id."""
+    out = {spec.id_column: (pd.Series(ids).astype(str).to_numpy() if ids is not None
+                            else [f"row-{i}" for i in range(len(features))])}
     for name in spec.feature_names:
         col = features[name]
         if name in spec.categorical_vocab:
-            out[name] = col.astype("object").where(col.notna(), None)
+            out[name] = col.astype("object").where(col.notna(), None).to_numpy()
         else:
-            out[name] = pd.to_numeric(col, errors="coerce").astype("float64")
+            out[name] = pd.to_numeric(col, errors="coerce").astype("float64").to_numpy()
     return pd.DataFrame(out, index=features.index)
+
+
+def _package_tree(root: Path) -> Path:
+    """This package's code as one importable `leadscore` folder (subpackages inside), for the model's code/."""
+    import importlib
+
+    import leadscore
+
+    target = root / "leadscore"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(Path(leadscore.__file__).parent, target, ignore=ignore)
+    for sub in ("features", "models", "training", "serve", "analytics"):
+        module = importlib.import_module(f"leadscore.{sub}")
+        source = Path(module.__file__).parent
+        if not (target / sub).exists():
+            shutil.copytree(source, target / sub, ignore=ignore)
+    return target
+
+
+# What loading and scoring a logged model imports, by distribution (pinned to this environment's versions).
+MODEL_REQUIREMENTS = ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn", "scipy", "pyarrow", "duckdb",
+                      "pyyaml")
+
+
+def model_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for dist in MODEL_REQUIREMENTS:
+        try:
+            out.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:  # pragma: no cover - every one is a dependency of this package
+            out.append(dist)
+    return out
 
 
 @dataclass(frozen=True)
@@ -209,18 +260,15 @@ def log_training_run(
                 for path in paths:
                     mlflow.log_artifact(str(path), artifact_path=folder)
             mlflow.log_text(bundle.spec.to_json(), "feature_spec.json")
-            import lightgbm
-            import numpy
-            import sklearn
-
+            # The model carries this package's code (code/leadscore), so it loads where leadscore is not
+            # installed: `mlflow models serve`, a Docker image built by MLflow, a Spark worker.
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
                 python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
                 artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+                code_paths=[str(_package_tree(Path(tmp) / "code"))],
                 signature=model_signature(bundle.spec),
-                pip_requirements=[f"mlflow=={mlflow.__version__}", f"lightgbm=={lightgbm.__version__}",
-                                  f"pandas=={pd.__version__}", f"numpy=={numpy.__version__}",
-                                  f"scikit-learn=={sklearn.__version__}"],
+                pip_requirements=model_requirements(),
                 metadata={SHA_TAG: sha},
                 model_config={SHA_TAG: sha},
                 input_example=input_example,

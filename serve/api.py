@@ -161,8 +161,8 @@ def create_app(model_uri: str, *, tracking_uri: str | None = None, api_key: str 
         from leadscore.serve.expectations import input_warnings
 
         spec = loaded.online.spec
-        warnings = input_warnings(spec, result.stats, scored_rows=len(result.leads), events_given=True) \
-            if result.stats else []
+        warnings = input_warnings(spec, result.stats, scored_rows=len(result.leads), events_given=True,
+                                  events_rows=sum(len(r.get("events") or ()) for r in records))
         return JSONResponse({"model": loaded.ref, "leads": result.leads, "warnings": warnings})
 
     @app.post("/reload", response_model=Health, dependencies=[Depends(check_key)])

@@ -161,6 +161,9 @@ class OnlineScorer:
             decayed += math.pow(0.5, age / spec.half_life_days)
             if age < max_window:
                 days.add(micros // _DAY_US)
+        n_events = len(events or ())
+        stats["leads_matched_by_events"] = stats.get("leads_matched_by_events", 0) + (n_events > 0)
+        stats["leads_with_events"] = stats.get("leads_with_events", 0) + (used - unknown > 0)
         stats["events_used"] = stats.get("events_used", 0) + used
         stats["events_after_as_of_ignored"] = stats.get("events_after_as_of_ignored", 0) + after
         stats["events_unknown_type_ignored"] = stats.get("events_unknown_type_ignored", 0) + unknown

@@ -155,3 +155,13 @@ def test_new_champion_is_picked_up_by_reload_and_by_the_alias_watch(server, fres
         assert status == 200 and answer["model"]["version"] == "1"
     finally:
         client.set_registered_model_alias("lead-conversion", "champion", "1")
+
+
+def test_leads_without_their_events_are_flagged_like_a_batch_run(server, fresh):
+    url, _ = server
+    leads, events = fresh
+    status, body = call(url, "/score", {"leads": records(leads.head(40), events), "as_of": AS_OF})
+    assert status == 200 and not any("event rows" in w for w in body["warnings"])
+    bare = [{**r, "events": []} for r in records(leads.head(40), events)]
+    status, body = call(url, "/score", {"leads": bare, "as_of": AS_OF})
+    assert status == 200 and any("have event rows, against" in w for w in body["warnings"]), body["warnings"]

@@ -4,6 +4,7 @@ model all work from such a folder."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,9 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # From a clean copy of the sources (an in-tree build/ folder could carry stale modules into the wheel).
+    src = out / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info",
+                                                             "__pycache__", "leadscore-demo", "mlruns", "mlartifacts",
+                                                             "*.db", ".pytest_cache", ".ruff_cache"))
     # No build isolation: the build uses this environment's setuptools, so the test needs no network.
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(out), str(ROOT)], capture_output=True, text=True)
+                           "-w", str(out), str(src)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     (path,) = out.glob("leadscore-*.whl")
     return path
