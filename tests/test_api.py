@@ -155,6 +155,7 @@ def test_new_champion_is_picked_up_by_reload_and_by_the_alias_watch(server, fres
         assert status == 200 and answer["model"]["version"] == "1"
     finally:
         client.set_registered_model_alias("lead-conversion", "champion", "1")
+        client.delete_model_version("lead-conversion", second.version)
 
 
 def test_leads_without_their_events_are_flagged_like_a_batch_run(server, fresh):
