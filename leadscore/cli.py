@@ -459,6 +459,71 @@ def score(
                       highlight=False)
     for line in result.warnings:
         console.print(f"[yellow]Warning:[/] {escape(line)}", highlight=False)
+    drift = result.drift
+    if drift and drift["n"]:
+        auc = f"; expected ROC AUC {drift['expected_roc_auc']:.3f}" if drift["expected_roc_auc"] else ""
+        console.print(f"Expected conversions: {drift['expected_conversions']:,.1f} of {drift['n']:,} "
+                      f"({drift['expected_conversion_rate']:.1%}){auc} (check with `leadscore monitor` once the "
+                      f"outcomes are in)", highlight=False)
+        if drift["text"]:
+            for line in drift["text"]:
+                console.print(f"[yellow]Drift:[/] {escape(line)}", highlight=False)
+        else:
+            console.print("Drift: none (every feature and the score within PSI 0.1 of training)", highlight=False)
+
+
+@app.command()
+def monitor(
+    scored: Annotated[Path, typer.Option(help="A file `leadscore score` wrote (lead id, as_of, probability, band).")],
+    outcomes: Annotated[Path, typer.Option(help="Outcomes: lead id and conversion time (empty = not converted).")],
+    window_days: Annotated[int, typer.Option(help="Label window: converted within this many days after as_of.")]
+    = 90,
+    id_col: IdOpt = None,
+    converted_at: Annotated[str, typer.Option(help="Conversion time column of the outcomes.")] = "converted_at",
+    data_end: Annotated[str | None, typer.Option(help="Extract date of the outcomes (default: the latest "
+                                                     "conversion they record).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Expected against observed conversions of a scored batch, per band and overall: is the gap beyond noise?"""
+
+    def body():
+        from leadscore.features.io import read_table
+        from leadscore.features.labels import outcome_times
+        from leadscore.models.drift import monitor as run_monitor
+
+        id_column = id_col or "lead_id"
+        frame = read_table(scored, what="scored")
+        from leadscore.features.io import require_columns
+
+        require_columns(frame, [id_column, "as_of", "probability"], source=str(scored))
+        converted = outcome_times(read_table(outcomes, what="outcomes"), id_column=id_column,
+                                  converted_at=converted_at, source=str(outcomes))
+        # The outcomes' extract time: given, else the latest conversion they record (else now).
+        end = _timestamp(data_end, "--data-end")
+        if end is None:
+            import pandas as pd
+
+            end = converted.max() if len(converted) else pd.Timestamp.now(tz="UTC")
+        return run_monitor(frame, converted, window_days=window_days, data_end=end, id_column=id_column)
+
+    result = _run(body)
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+        return
+    from rich.table import Table
+
+    console = _console(stderr=False)
+    table = Table(title="Expected vs observed conversions (closed label windows)")
+    for col in ("group", "leads", "expected", "observed", "z", "beyond noise"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for row in result["rows"]:
+        table.add_row(row["group"], f"{row['leads']:,}", f"{row['expected']:,.1f}", f"{row['observed']:,}",
+                      f"{row['z']:+.2f}", "yes" if row["beyond_noise"] else "no")
+    console.print(table)
+    if result["observed_roc_auc"] is not None:
+        console.print(f"ROC AUC observed {result['observed_roc_auc']:.3f}, expected from the scores "
+                      f"{result['expected_roc_auc']:.3f}", highlight=False)
+    console.print(f"{result['verdict']}; {result['pending']:,} lead(s) still within their window", highlight=False)
 
 
 @app.command()

@@ -24,6 +24,7 @@ from leadscore.features.io import (
     require_columns,
     stage_table,
 )
+from leadscore.models.drift import DriftAccumulator
 from leadscore.serve.expectations import input_warnings
 from leadscore.serve.predictor import Predictor
 
@@ -41,11 +42,13 @@ class BatchResult:
     rejected_rows: int
     stats: dict
     warnings: tuple[str, ...] = ()
+    drift: dict | None = None  # PSI per feature and of the score, expected conversions and ROC AUC
 
     def to_dict(self) -> dict:
         return {"output": str(self.output), "rejects": None if self.rejects is None else str(self.rejects),
                 "input_rows": self.input_rows, "scored_rows": self.scored_rows,
-                "rejected_rows": self.rejected_rows, "stats": self.stats, "warnings": list(self.warnings)}
+                "rejected_rows": self.rejected_rows, "stats": self.stats, "warnings": list(self.warnings),
+                "drift": self.drift}
 
 
 def rejects_path(out: Path) -> Path:
@@ -146,6 +149,8 @@ def score_frames(
     leads = leads.loc[~drop].reset_index(drop=True)
     leads.attrs.pop(MALFORMED, None)
     keep_missing = [c for c in keep_columns if c not in leads.columns]
+    reference = (predictor.bundle.meta or {}).get("reference")
+    drift = DriftAccumulator(reference) if reference else None
     parts = []
     for start in range(0, len(leads), chunk_size):
         chunk = leads.iloc[start:start + chunk_size]
@@ -157,6 +162,8 @@ def score_frames(
                                           source=sources["leads"], events_source=sources["events"],
                                           dedupe_events=dedupe_events)
         parts.append(result.scores)
+        if drift is not None and result.features is not None and len(result.scores):
+            drift.add(result.features, result.scores["probability"].to_numpy())
         rejects = result.rejects
         if "input_row" in rejects.columns:
             # Chunk-relative row numbers back to the file's rows.
@@ -196,7 +203,7 @@ def score_frames(
     for line in warnings:
         log.info("%s: %s", sources["leads"], line)
     return BatchResult(out_path, rej_file if len(rejects) else None, total, len(scores), len(rejects), stats,
-                       tuple(warnings))
+                       tuple(warnings), None if drift is None else drift.result())
 
 
 def _events_for(events: pd.DataFrame, predictor: Predictor, leads: pd.DataFrame, *, source: str) -> pd.DataFrame:

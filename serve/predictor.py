@@ -23,6 +23,7 @@ class Scored:
     scores: pd.DataFrame
     rejects: pd.DataFrame
     stats: dict
+    features: pd.DataFrame | None = None  # the readable features of the scored rows (for the drift check)
 
 
 def _first_row(frame: pd.DataFrame) -> int:
@@ -128,7 +129,8 @@ class Predictor:
         for col in keep_columns:
             if col in ok.columns and col not in scores.columns:
                 scores[col] = ok[col].to_numpy()
-        return Scored(scores, rejects, {**frame.stats, "scored_rows": len(scores), "rejected_rows": len(rejects)})
+        return Scored(scores, rejects, {**frame.stats, "scored_rows": len(scores), "rejected_rows": len(rejects)},
+                      frame.features)
 
     def score(self, leads: pd.DataFrame, events: pd.DataFrame | None = None,
               as_of: pd.Timestamp | str | None = None, *, reasons: bool = True) -> pd.DataFrame:

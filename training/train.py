@@ -20,6 +20,7 @@ from leadscore.features.labels import infer_data_end, label_leads, labels_from_c
 from leadscore.features.spec import AS_OF, LABEL, LeadFrame
 from leadscore.models.bundle import Bands, ModelBundle
 from leadscore.models.calibration import make_calibrator, select_calibration
+from leadscore.models.drift import reference as drift_reference
 from leadscore.models.estimator import make_lightgbm, make_logistic
 from leadscore.models.scorer import ModelScorer, score_from_probability
 from leadscore.training.evaluate import evaluate_baseline, evaluate_scorer, signal_verdict
@@ -324,6 +325,8 @@ def train_model(
         truth_test = test_frame.ids.map(truth).to_numpy(dtype="float64", na_value=np.nan)
     scorer = ModelScorer(bundle)
     model_metrics, test_scores = evaluate_scorer(scorer, test_frame, truth=truth_test)
+    # What inputs and scores looked like, for the drift check of every scored batch (saved with the model).
+    bundle.meta["reference"] = drift_reference(spec, frame.features, test_scores["probability"].to_numpy())
     uncal = make_calibrator("none").fit(margin_cal, y_cal)
     uncal_metrics, _ = evaluate_scorer(
         ModelScorer(ModelBundle(spec, bundle.model, uncal, bands)), test_frame, truth=truth_test, reasons=False
