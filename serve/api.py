@@ -8,6 +8,7 @@ by points at a new version (`watch_seconds`). Scoring goes through `OnlineScorer
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import logging
@@ -84,12 +85,14 @@ class _TooLarge(Exception):
 
 
 def create_app(model_uri: str, *, tracking_uri: str | None = None, api_key: str | None = None,
-               max_body_bytes: int = 2_000_000, watch_seconds: float = 0.0) -> FastAPI:
-    """The API for one model URI. `api_key`: required in the `X-API-Key` header of every call but /health."""
+               max_body_bytes: int = 2_000_000, watch_seconds: float = 0.0, drift_window: int = 10_000) -> FastAPI:
+    """The API for one model URI. `api_key`: required in the `X-API-Key` header of every call but /health.
+    `drift_window`: how many of the latest scored leads `GET /drift` compares with training."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.loaded = await asyncio.to_thread(_load, model_uri, tracking_uri)
+        app.state.recent = collections.deque(maxlen=drift_window)
         watcher = asyncio.create_task(_watch(app)) if watch_seconds > 0 and "@" in model_uri else None
         try:
             yield
@@ -163,7 +166,30 @@ def create_app(model_uri: str, *, tracking_uri: str | None = None, api_key: str 
         spec = loaded.online.spec
         warnings = input_warnings(spec, result.stats, scored_rows=len(result.leads), events_given=True,
                                   events_rows=sum(len(r.get("events") or ()) for r in records))
+        recent = request.app.state.recent
+        for values, lead in zip(result.rows or (), result.leads, strict=False):
+            recent.append((values, lead["probability"]))
         return JSONResponse({"model": loaded.ref, "leads": result.leads, "warnings": warnings})
+
+    @app.get("/drift", dependencies=[Depends(check_key)])
+    async def drift(request: Request):
+        """PSI per feature and of the score over the latest scored leads, expected conversions and ROC AUC."""
+        import pandas as pd
+
+        from leadscore.models.drift import DriftAccumulator
+
+        loaded: Loaded = request.app.state.loaded
+        reference = (loaded.online.scorer.bundle.meta or {}).get("reference")
+        if not reference:
+            raise HTTPException(status_code=404, detail="this model was saved without a training reference")
+        recent = list(request.app.state.recent)
+        accumulator = DriftAccumulator(reference)
+        if recent:
+            names = list(loaded.online.spec.feature_names)
+            accumulator.add(pd.DataFrame([values for values, _ in recent], columns=names),
+                            [p for _, p in recent])
+        return JSONResponse({"model": loaded.ref, "window": request.app.state.recent.maxlen,
+                             **accumulator.result()})
 
     @app.post("/reload", response_model=Health, dependencies=[Depends(check_key)])
     async def reload(request: Request):

@@ -77,6 +77,7 @@ class OnlineResult:
 
     leads: list[dict]
     stats: dict
+    rows: list[list] | None = None  # readable feature values per lead, in the spec's order (for drift)
 
 
 class OnlineScorer:
@@ -248,5 +249,5 @@ class OnlineScorer:
                                   "contribution": amount, "text": reason_text(self._names[j], value, amount)})
                 record["reasons"] = items
             out.append(record)
-        return OnlineResult(out, stats)
+        return OnlineResult(out, stats, rows)
 

@@ -166,3 +166,13 @@ def test_leads_without_their_events_are_flagged_like_a_batch_run(server, fresh):
     bare = [{**r, "events": []} for r in records(leads.head(40), events)]
     status, body = call(url, "/score", {"leads": bare, "as_of": AS_OF})
     assert status == 200 and any("have event rows, against" in w for w in body["warnings"]), body["warnings"]
+
+
+def test_drift_over_the_latest_scored_leads(server, fresh):
+    url, _ = server
+    leads, events = fresh
+    assert call(url, "/score", {"leads": records(leads, events), "as_of": AS_OF})[0] == 200
+    status, drift = call(url, "/drift")
+    assert status == 200, drift
+    assert drift["n"] >= len(leads) and "lead_source" in drift["feature_psi"]
+    assert 0 < drift["expected_conversion_rate"] < 1 and drift["expected_roc_auc"] > 0.5
