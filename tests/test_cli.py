@@ -237,6 +237,7 @@ def test_funnel_command_writes_the_report(demo_run, tmp_path):
     assert missing.returncode == 2 and "give an outcomes file or a stages file" in missing.stderr
 
 
+@pytest.mark.slow
 def test_compare_uses_the_given_team_capacities(demo_run, tmp_path):
     summary, workdir = demo_run
     data = workdir / "data"

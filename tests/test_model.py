@@ -29,6 +29,7 @@ def test_sigmoid_calibration_fixes_a_miscalibrated_margin_on_held_out_data():
     assert expected_calibration_error(y[test], calibrator.predict(margin[test])) < 0.015
 
 
+@pytest.mark.slow
 def test_calibration_lowers_brier_of_an_overfit_booster_on_the_demo_test_slice(demo_trained):
     """An overfit LightGBM (big trees, no early stop) is overconfident; the calibration slice repairs it."""
     import dataclasses

@@ -60,6 +60,7 @@ def test_won_lost_trains_with_no_option_and_the_mapping_is_printed_and_saved(tmp
     assert saved["positive"] == ["Won"] and saved["negative"] == ["Lost"] and saved["counts"]["Won"] == won
 
 
+@pytest.mark.slow
 def test_three_valued_label_needs_positive_and_open_values_are_left_out(tmp_path):
     path = tmp_path / "deals.csv"
     _deals(stages=("Closed", "Dropped", "In progress")).to_csv(path, index=False)
