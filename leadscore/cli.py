@@ -79,6 +79,49 @@ def _steps(quiet: bool):
     return step
 
 
+class _RowProgress:
+    """Progress of a long job over rows: a rich bar (rows, rows/s, ETA) on a terminal, else a plain line on
+    stderr at most every `every` seconds (and at the end), so logs of piped runs show it too."""
+
+    def __init__(self, what: str, *, quiet: bool = False, every: float = 5.0) -> None:
+        import time
+
+        self.console = _console()
+        self.what, self.quiet, self.every = what, quiet, every
+        self.bar = self.task = None
+        self.started = self.last = time.monotonic()
+
+    def __enter__(self):
+        if not self.quiet and self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn(f"{self.what}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=self.console,
+                                transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.what, total=None, rate="")
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        if self.quiet:
+            return
+        now = time.monotonic()
+        rate = done / max(now - self.started, 1e-9)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=total, rate=f"{rate:,.0f} rows/s")
+        elif now - self.last >= self.every or done >= total:
+            eta = (total - done) / rate if rate > 0 else 0.0
+            self.console.print(f"[cyan]>[/] {self.what}: {done:,} of {total:,} ({rate:,.0f} rows/s, ETA "
+                               f"{eta:,.0f} s)", highlight=False)
+            self.last = now
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"leadscore {__version__}")
@@ -413,6 +456,8 @@ def score(
                                               "columns, implausible values.")] = False,
     dedupe_events: Annotated[bool, typer.Option(help="Drop repeated event rows (same lead, time and type) "
                                                      "instead of counting them twice.")] = False,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Leads scored per chunk (memory against speed).")]
+    = 100_000,
     tracking_uri: TrackingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -428,8 +473,10 @@ def score(
         if config is None:
             if leads is None:
                 raise ConfigError("give --leads (or --config with dataset.leads)")
-            return score_file(predictor, leads, out, events_path=events, as_of=as_of, reasons=reasons,
-                              keep_columns=keep or (), strict=strict, dedupe_events=dedupe_events)
+            with _RowProgress("scoring leads", quiet=as_json) as progress:
+                return score_file(predictor, leads, out, events_path=events, as_of=as_of, reasons=reasons,
+                                  keep_columns=keep or (), strict=strict, dedupe_events=dedupe_events,
+                                  chunk_size=chunk_size, progress=progress)
         # A dataset config assembles the lead list like training did: lookup joins and event sources.
         from leadscore.features.config import load_config
         from leadscore.features.dataset import load_dataset
@@ -441,9 +488,10 @@ def score(
             raise ConfigError("--events cannot be combined with a dataset config (set dataset.events)")
         dataset = load_dataset(cfg.dataset, cfg.data, leads_path=None if leads is None else str(leads),
                                with_outcomes=False)
-        return score_frames(predictor, dataset.leads, out, events=dataset.events, as_of=as_of, reasons=reasons,
-                            keep_columns=keep or (), sources=dataset.sources, strict=strict,
-                            dedupe_events=dedupe_events)
+        with _RowProgress("scoring leads", quiet=as_json) as progress:
+            return score_frames(predictor, dataset.leads, out, events=dataset.events, as_of=as_of,
+                                reasons=reasons, keep_columns=keep or (), sources=dataset.sources, strict=strict,
+                                dedupe_events=dedupe_events, chunk_size=chunk_size, progress=progress)
 
     result = _run(body)
     if as_json:

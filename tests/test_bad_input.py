@@ -596,3 +596,17 @@ def test_sigkill_while_writing_leaves_no_target_and_the_next_run_cleans_up(kit, 
     code, stdout, stderr = run("score", "--model", model, "--leads", lp, "--out", out, "--as-of", AS_OF)
     assert code == 0, stderr
     assert not list(tmp_path.glob(".out.csv.*.tmp")) and len(read_table(out)) == len(big)
+
+
+def test_score_shows_progress_in_plain_lines_when_not_on_a_terminal(kit, tmp_path):
+    model, leads, events = kit
+    lp, ep, _ = plain(tmp_path, leads, events)
+    code, stdout, stderr = run("score", "--model", model, "--leads", lp, "--events", ep, "--out", tmp_path / "o.csv",
+                               "--as-of", AS_OF, "--chunk-size", "100")
+    assert code == 0, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("> scoring leads:")]
+    assert lines and lines[-1].startswith(f"> scoring leads: {len(leads):,} of {len(leads):,} (")
+    assert "rows/s" in lines[-1] and "ETA" in lines[-1]
+    code, stdout, stderr = run("score", "--model", model, "--leads", lp, "--events", ep, "--out", tmp_path / "j.csv",
+                               "--as-of", AS_OF, "--json")
+    assert code == 0 and "scoring leads" not in stderr  # --json keeps stderr quiet
