@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from leadscore.features.config import ModelConfig
-from leadscore.features.spec import FeatureSpec
+from leadscore.features.spec import FeatureSpec, signed_log
 
 
 def lightgbm_params(config: ModelConfig, seed: int) -> dict[str, Any]:
@@ -36,10 +34,6 @@ def make_lightgbm(config: ModelConfig, seed: int, n_estimators: int | None = Non
     return lgb.LGBMClassifier(n_estimators=n_estimators or config.max_trees, **lightgbm_params(config, seed))
 
 
-def _signed_log1p(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
 def make_logistic(spec: FeatureSpec, config: ModelConfig, seed: int):
     """Unfitted logistic-regression baseline over the readable feature frame.
 
@@ -59,7 +53,7 @@ def make_logistic(spec: FeatureSpec, config: ModelConfig, seed: int):
         transformers.append((
             "num",
             make_pipeline(
-                FunctionTransformer(_signed_log1p, feature_names_out="one-to-one"),
+                FunctionTransformer(signed_log, feature_names_out="one-to-one"),
                 SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
                 StandardScaler(),
             ),

@@ -20,16 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from leadscore.features.spec import FeatureSpec
+from leadscore.features.spec import FeatureSpec, signed_log
 from leadscore.models.explain import tree_contributions
 
 SPLINE_KNOTS = 4
 SPLINE_DEGREE = 3
 MIN_SPLINE_DISTINCT = 10
-
-
-def _signed_log1p(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
 
 
 def _bspline_bases(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
@@ -85,7 +81,7 @@ class LinearEncoder:
                 self.columns_.append({"name": name, "kind": "categorical",
                                       "levels": len(self.spec.categorical_vocab[name])})
                 continue
-            z = _signed_log1p(x)
+            z = signed_log(x)
             present = ~np.isnan(z)
             median = float(np.median(z[present])) if present.any() else 0.0
             filled = np.where(present, z, median)
@@ -108,7 +104,7 @@ class LinearEncoder:
                 groups.setdefault(len(col["knots"]), []).append(j)
         out = {}
         for cols in groups.values():
-            z = _signed_log1p(X[:, cols])
+            z = signed_log(X[:, cols])
             medians = np.array([self.columns_[j]["median"] for j in cols])
             filled = np.where(np.isnan(z), medians, z)
             bases = _bspline_bases(filled, np.array([self.columns_[j]["knots"] for j in cols]))
@@ -127,7 +123,7 @@ class LinearEncoder:
                 block = np.zeros((len(x), col["levels"] + 1))
                 block[np.arange(len(x)), codes] = 1.0
             else:
-                z = _signed_log1p(x)
+                z = signed_log(x)
                 missing = np.isnan(z)
                 filled = np.where(missing, col["median"], z)
                 if "knots" in col:
