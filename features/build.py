@@ -357,6 +357,77 @@ def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def event_aggregate_sql(spec: FeatureSpec, *, leads: str = "leads_tbl", events: str = "events_tbl"
+                        ) -> tuple[str, str]:
+    """The point-in-time event aggregates as SQL (DuckDB dialect), written once for every engine.
+
+    `leads` has (rid BIGINT, lead_id TEXT, as_of TIMESTAMP), `events` has (lead_id TEXT, ts TIMESTAMP, type TEXT),
+    times in UTC. The first query gives one row per lead with events (rid and `spec.event_feature_names`; leads
+    without any are absent: zero counts, no last activity); the second counts events after as_of, events used,
+    leads matched by any event and leads with activity. `features.spark` runs the same text transpiled to Spark SQL.
+    """
+    max_window = max(spec.windows)
+    # Without negative types every event is engagement (`NOT IN (NULL)` would make none of them count).
+    engaged = (f"ev.type NOT IN ({', '.join(_sql_literal(t) for t in spec.negative_event_types)})"
+               if spec.negative_event_types else "TRUE")
+    known = ", ".join(_sql_literal(t) for t in spec.event_types) or "NULL"
+    selects = []
+    for event_type in spec.event_types:
+        for w in spec.windows:
+            selects.append(
+                f"CAST(count(*) FILTER (WHERE type = {_sql_literal(event_type)} AND age < {w}) AS DOUBLE) "
+                f'AS "{event_column_name(event_type)}_{w}d"'
+            )
+    for w in spec.windows:
+        selects.append(f'CAST(count(*) FILTER (WHERE engaged AND age < {w}) AS DOUBLE) AS "engagement_events_{w}d"')
+    selects.append('min(age) FILTER (WHERE engaged) AS "days_since_last_activity"')
+    selects.append(
+        f"CAST(coalesce(sum(pow(0.5, age / CAST({spec.half_life_days!r} AS DOUBLE))) FILTER (WHERE engaged), 0) "
+        f'AS DOUBLE) AS "decayed_engagement"'
+    )
+    selects.append(
+        f'CAST(count(DISTINCT day) FILTER (WHERE engaged AND age < {max_window}) AS DOUBLE) AS "active_days"'
+    )
+    # Age in days from exact microseconds, as a double in both engines (no decimal arithmetic).
+    query = f"""
+        WITH e AS (
+            SELECT l.rid,
+                   ev.type,
+                   CAST(date_diff('microsecond', ev.ts, l.as_of) AS DOUBLE) / CAST(86400000000 AS DOUBLE) AS age,
+                   date_trunc('day', ev.ts) AS day,
+                   {engaged} AS engaged
+            FROM {leads} l
+            JOIN {events} ev ON ev.lead_id = l.lead_id
+            WHERE ev.ts <= l.as_of AND ev.type IN ({known})
+        )
+        SELECT rid, {", ".join(selects)}
+        FROM e GROUP BY rid
+    """
+    stats_query = f"""
+        SELECT count(*) FILTER (WHERE ev.ts > l.as_of) AS after_as_of,
+               count(*) FILTER (WHERE ev.ts <= l.as_of) AS used,
+               count(DISTINCT l.rid) AS matched,
+               count(DISTINCT l.rid) FILTER (WHERE ev.ts <= l.as_of AND ev.type IN ({known})) AS active,
+               (SELECT count(*) FROM {events} WHERE type NOT IN ({known}) OR type IS NULL) AS unknown_types
+        FROM {leads} l JOIN {events} ev ON ev.lead_id = l.lead_id
+    """
+    return query, stats_query
+
+
+def empty_event_features(spec: FeatureSpec, n: int) -> pd.DataFrame:
+    """Event features of leads without any event: zero counts and no last activity."""
+    base = pd.DataFrame({name: 0.0 for name in spec.event_feature_names}, index=range(n))
+    base["days_since_last_activity"] = np.nan
+    return base
+
+
+def event_stats(row: Sequence) -> dict[str, int]:
+    """The counters of `event_aggregate_sql`'s second query, by name."""
+    after, used, matched, active, unknown_types = (int(v or 0) for v in row)
+    return {"events_after_as_of_ignored": after, "events_used": used, "events_unknown_type_ignored": unknown_types,
+            "leads_matched_by_events": matched, "leads_with_events": active}
+
+
 def event_features(
     lead_ids: pd.Series, as_of: pd.Series, events: pd.DataFrame | None, spec: FeatureSpec
 ) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -367,12 +438,10 @@ def event_features(
     """
     import duckdb
 
-    names = list(spec.event_feature_names)
     n = len(lead_ids)
     if not spec.has_events:
         return pd.DataFrame(index=range(n)), {}
-    base = pd.DataFrame({name: 0.0 for name in names}, index=range(n))
-    base["days_since_last_activity"] = np.nan
+    base = empty_event_features(spec, n)
     if events is None or events.empty or n == 0:
         return base, {"events_used": 0, "leads_matched_by_events": 0, "leads_with_events": 0}
 
@@ -383,67 +452,21 @@ def event_features(
                                "ts": events["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
                                .astype("datetime64[us]").to_numpy(),
                                "type": events["type"].astype(str).to_numpy()})
-    max_window = max(spec.windows)
-    negative = ", ".join(_sql_literal(t) for t in spec.negative_event_types) or "NULL"
-    known = ", ".join(_sql_literal(t) for t in spec.event_types) or "NULL"
-    selects = []
-    for event_type in spec.event_types:
-        for w in spec.windows:
-            selects.append(
-                f"count(*) FILTER (WHERE type = {_sql_literal(event_type)} AND age < {w})::DOUBLE "
-                f'AS "{event_column_name(event_type)}_{w}d"'
-            )
-    for w in spec.windows:
-        selects.append(f'count(*) FILTER (WHERE engaged AND age < {w})::DOUBLE AS "engagement_events_{w}d"')
-    selects.append('min(age) FILTER (WHERE engaged) AS "days_since_last_activity"')
-    selects.append(
-        f'coalesce(sum(pow(0.5, age / {spec.half_life_days})) FILTER (WHERE engaged), 0)::DOUBLE '
-        f'AS "decayed_engagement"'
-    )
-    selects.append(
-        f'count(DISTINCT day) FILTER (WHERE engaged AND age < {max_window})::DOUBLE AS "active_days"'
-    )
-    query = f"""
-        WITH e AS (
-            SELECT l.rid,
-                   ev.type,
-                   date_diff('microsecond', ev.ts, l.as_of) / 86400000000.0 AS age,
-                   date_trunc('day', ev.ts) AS day,
-                   ev.type NOT IN ({negative}) AS engaged
-            FROM leads_tbl l
-            JOIN events_tbl ev ON ev.lead_id = l.lead_id
-            WHERE ev.ts <= l.as_of AND ev.type IN ({known})
-        )
-        SELECT rid, {", ".join(selects)}
-        FROM e GROUP BY rid
-    """
-    stats_query = f"""
-        SELECT count(*) FILTER (WHERE ev.ts > l.as_of) AS after_as_of,
-               count(*) FILTER (WHERE ev.ts <= l.as_of) AS used,
-               count(DISTINCT l.rid) AS matched,
-               count(DISTINCT l.rid) FILTER (WHERE ev.ts <= l.as_of AND ev.type IN ({known})) AS active
-        FROM leads_tbl l JOIN events_tbl ev ON ev.lead_id = l.lead_id
-    """
+    query, stats_query = event_aggregate_sql(spec)
     con = duckdb.connect()
     try:
         con.execute("SET threads TO 2")
         con.register("leads_tbl", leads_tbl)
         con.register("events_tbl", events_tbl)
         agg = con.execute(query).df()
-        after, used, matched, active = con.execute(stats_query).fetchone()
-        unknown_types = con.execute(
-            f"SELECT count(*) FROM events_tbl WHERE type NOT IN ({known})"
-        ).fetchone()[0]
+        stats = event_stats(con.execute(stats_query).fetchone())
     finally:
         con.close()
     agg = agg.set_index("rid")
     out = base.copy()
     rows = agg.index.to_numpy()
-    for name in names:
+    for name in spec.event_feature_names:
         out.loc[rows, name] = agg[name].to_numpy(dtype="float64", na_value=np.nan)
-    stats = {"events_after_as_of_ignored": int(after), "events_used": int(used),
-             "events_unknown_type_ignored": int(unknown_types),
-             "leads_matched_by_events": int(matched), "leads_with_events": int(active)}
     return out, stats
 
 
@@ -473,6 +496,50 @@ def resolve_as_of(
     if AS_OF in leads.columns:
         return parse_timestamps(leads[AS_OF], source=source, column=AS_OF, allow_missing=False)
     return pd.Series(pd.Timestamp.now(tz="UTC"), index=leads.index).astype("datetime64[us, UTC]")
+
+
+def prepare_leads(leads: pd.DataFrame, spec: FeatureSpec, as_of, *, source: str
+                  ) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, dict]:
+    """Type leads for scoring and give each its scoring time: (valid leads, their as_of, rejects, counters).
+
+    A lead without a scoring time, or scored before it existed, goes to the rejects (found by its input row),
+    like a row that does not type. The batch, the API and the Spark engine all start here.
+    """
+    typed = type_leads(leads, spec, source=source, strict=False,
+                       as_of_column=AS_OF if as_of is None and AS_OF in leads.columns else None)
+    ok = typed.leads
+    if as_of is None and AS_OF in ok.columns:
+        stamps = ok[AS_OF]  # parsed by type_leads; unreadable cells are already rejects
+    else:
+        stamps = resolve_as_of(ok, spec, as_of, source=source)
+    stamps = pd.Series(stamps.to_numpy(), index=ok.index)
+    stats = dict(typed.stats)
+    reasons = pd.Series(pd.NA, index=ok.index, dtype="object")
+    reasons[stamps.isna()] = f"column {AS_OF!r}: missing date/time"
+    created_col = spec.created_column
+    if created_col in ok.columns and pd.api.types.is_datetime64_any_dtype(ok[created_col].dtype):
+        created = ok[created_col]
+        early = (stamps < created).fillna(False).astype(bool) & reasons.isna()
+        if early.any():
+            given = "as_of (--as-of)" if as_of is not None else f"column {AS_OF!r}"
+            reasons[early] = (f"{given}: " + stamps[early].dt.strftime("%Y-%m-%d %H:%M")
+                              + f" is before the lead's creation ({created_col!r} "
+                              + created[early].dt.strftime("%Y-%m-%d %H:%M") + ")")
+    future = stamps > pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
+    if future.any():
+        stats["as_of_in_future"] = int(future.sum())
+    rejects = typed.rejects
+    bad = reasons.notna().to_numpy()
+    if bad.any():
+        rows = typed.input_rows[bad]
+        rejected = leads.iloc[rows - 1 - _row_offset(leads)].copy()
+        rejected.insert(0, "input_row", rows)
+        rejected[REJECT_REASON] = reasons[bad].to_numpy()
+        rejects = pd.concat([rejects, rejected], ignore_index=True).sort_values("input_row", kind="stable")
+        rejects = rejects.reset_index(drop=True)
+        ok, stamps = ok.loc[~bad].reset_index(drop=True), stamps[~bad].reset_index(drop=True)
+    stats["rejected_rows"] = len(rejects)
+    return ok, stamps, rejects, stats
 
 
 def build_lead_frame(

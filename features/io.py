@@ -93,7 +93,7 @@ def _decode(raw: bytes, path: Path) -> str:
     raise DataError(f"{path}: cannot decode the file as UTF-8 or Latin-1")  # pragma: no cover
 
 
-def _sniff_delimiter(sample: str) -> str:
+def sniff_delimiter(sample: str) -> str:
     lines = [ln for ln in sample.splitlines()[:50] if ln.strip()]
     if not lines:
         return ","
@@ -153,7 +153,7 @@ def _field_counts(text: str, delimiter: str, block: int = 1 << 24) -> np.ndarray
 
 
 def _read_csv(text: str, path: Path, what: str) -> pd.DataFrame:
-    delimiter = _sniff_delimiter(text[:65536])
+    delimiter = sniff_delimiter(text[:65536])
     try:
         frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=True,
                             skipinitialspace=True, index_col=False, on_bad_lines="skip")
@@ -179,11 +179,20 @@ def _read_csv(text: str, path: Path, what: str) -> pd.DataFrame:
         raise DataError(f"{path}: {len(bad):,} of {len(rows):,} rows have a field count other than the header's "
                         f"{expected} (most have {typical}); check the header line (line 1) and the delimiter "
                         f"{delimiter!r}")
-    # Rows with too many fields were skipped by the reader: put an empty row in their place so every row of
-    # the file keeps its position, and note every malformed row for the rejects.
+    # Rows with too many fields were skipped by the reader: put them back in place (their first fields, so the
+    # rejects file shows what the row held) so every row of the file keeps its position, and note every
+    # malformed row for the rejects.
     if long_rows.any():
         frame.index = np.flatnonzero(~long_rows)
         frame = frame.reindex(pd.RangeIndex(len(rows)))
+        wanted = set(np.flatnonzero(long_rows).tolist())
+        records = (rec for rec in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+                   if rec and not (len(rec) == 1 and not rec[0].strip()))
+        next(records, None)  # the header
+        columns = list(frame.columns)
+        for i, rec in enumerate(records):
+            if i in wanted:
+                frame.loc[i, columns] = [v.strip() if v.strip() else None for v in rec[:expected]]
     frame.attrs[MALFORMED] = {int(i): f"row has {int(rows[i])} of {expected} fields" for i in bad}
     return frame
 

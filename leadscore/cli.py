@@ -458,6 +458,10 @@ def score(
                                                      "instead of counting them twice.")] = False,
     chunk_size: Annotated[int, typer.Option(min=1, help="Leads scored per chunk (memory against speed).")]
     = 100_000,
+    engine: Annotated[str, typer.Option(help="duckdb (this machine) or spark (the same features and model on "
+                                             "Spark; needs the spark extra).")] = "duckdb",
+    spark_master: Annotated[str, typer.Option(help="Spark master for --engine spark (local[N], yarn, "
+                                                   "spark://host:7077).")] = "local[*]",
     tracking_uri: TrackingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -469,6 +473,16 @@ def score(
 
     def body():
         uri = tracking_uri or default_tracking_uri()
+        if engine not in ("duckdb", "spark"):
+            raise ConfigError(f"--engine: {engine!r} is not an engine (duckdb or spark)")
+        if engine == "spark":
+            if config is not None or leads is None:
+                raise ConfigError("--engine spark scores plain files: give --leads (and --events), not --config")
+            from leadscore.serve.spark import score_spark_files
+
+            return score_spark_files(model, str(leads), out, events_path=None if events is None else str(events),
+                                     as_of=as_of, reasons=reasons, keep_columns=keep or (), strict=strict,
+                                     dedupe_events=dedupe_events, tracking_uri=uri, master=spark_master)
         predictor = Predictor.load(model, tracking_uri=uri)
         if config is None:
             if leads is None:

@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -98,7 +99,8 @@ def _mlflow(tracking_uri: str):
 
 def _quiet_mlflow_logs() -> None:
     # Alembic prints every migration step on a new SQLite store; keep the CLI readable.
-    for name in ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils"):
+    for name in ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils",
+                 "mlflow.models.flavor_backend_registry"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -362,6 +364,25 @@ def load_pyfunc(uri: str, *, tracking_uri: str | None = None):
     return mlflow.pyfunc.load_model(uri)
 
 
+@_scoped_tracking
+def spark_udf(spark, uri: str, *, tracking_uri: str | None = None):
+    """`mlflow.pyfunc.spark_udf` of the model at a URI, in this interpreter's environment (struct of probability,
+    score and band, as the signature's outputs say)."""
+    mlflow = _mlflow(tracking_uri or default_tracking_uri())
+    _quiet_mlflow_logs()
+    # MLflow warns that "local" does not recreate the training environment: here it is that environment (the
+    # workers run this interpreter, see serve.spark.worker_python).
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_log.level
+    pyfunc_log.setLevel(logging.ERROR)
+    try:
+        return mlflow.pyfunc.spark_udf(spark, uri, env_manager="local")
+    except Exception as exc:
+        raise DataError(f"{uri}: cannot load as a Spark UDF from {tracking_uri} ({exc})") from exc
+    finally:
+        pyfunc_log.setLevel(level)
+
+
 def run_summary(run_id: str, *, tracking_uri: str) -> dict[str, Any]:
     """Metrics, params, tags and artifact paths of a run (for tests and notebooks)."""
     from mlflow import MlflowClient
@@ -428,6 +449,41 @@ def log_comparison(
         mlflow.set_tags({"leadscore.kind": "comparison"})
         for path in files.values():
             mlflow.log_artifact(str(path), artifact_path="comparison")
+        return run.info.run_id
+
+
+_METRIC_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+@_scoped_tracking
+def log_scoring_run(
+    *,
+    tracking_uri: str,
+    experiment: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    texts: Mapping[str, str],
+    tags: Mapping[str, str] | None = None,
+    run_name: str | None = None,
+) -> str:
+    """Log one scoring run (its inputs, counts, expected conversions and drift) as a run of its own; returns its id.
+
+    `texts` are written as artifacts (file name -> content), e.g. the drift JSON and the HTML page.
+    """
+    _quiet_mlflow_logs()
+    mlflow = _mlflow(tracking_uri)
+    root = None
+    if tracking_uri.startswith("sqlite:///"):
+        root = Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+    exp_id = _experiment_id(mlflow, experiment, root)
+    with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items() if v is not None})
+        # Column names may hold characters MLflow refuses in a metric key.
+        mlflow.log_metrics({_METRIC_KEY.sub("_", k)[:250]: float(v) for k, v in metrics.items()
+                            if isinstance(v, int | float) and v == v})
+        mlflow.set_tags({"leadscore.kind": "scoring", **(tags or {})})
+        for name, text in texts.items():
+            mlflow.log_text(text, name)
         return run.info.run_id
 
 

@@ -181,15 +181,26 @@ def score_frames(
     rejects = pd.concat(reject_parts, ignore_index=True) if reject_parts else pd.DataFrame()
     if len(rejects) and "input_row" in rejects.columns:
         rejects = rejects.sort_values("input_row", kind="stable").reset_index(drop=True)
-    stats["rejected_rows"] = len(rejects)
-    stats["scored_rows"] = len(scores)
+    return write_results(scores, rejects, out_path, spec=spec, total=total, stats=stats,
+                         events_given=events is not None, events_rows=events_rows, keep_missing=keep_missing,
+                         strict=strict, source=sources["leads"], drift=None if drift is None else drift.result())
+
+
+def write_results(scores: pd.DataFrame, rejects: pd.DataFrame, out_path: str | os.PathLike, *, spec, total: int,
+                  stats: dict, events_given: bool, events_rows: int, keep_missing: Sequence[str] = (),
+                  strict: bool = False, source: str = "leads", drift: dict | None = None) -> BatchResult:
+    """Check that no row was lost, warn (or stop, `strict`) on input unlike training's, then write the output and
+    the rejects together: both staged, both renamed, or neither. Every engine ends here."""
+    out_path = Path(out_path)
+    rej_file = rejects_path(out_path)
+    stats = {**stats, "rejected_rows": len(rejects), "scored_rows": len(scores)}
     if len(scores) + len(rejects) != total:  # pragma: no cover - an invariant, not an input problem
         raise RuntimeError(f"lost rows: {total} in, {len(scores)} scored + {len(rejects)} rejected")
-    warnings = input_warnings(spec, stats, scored_rows=len(scores), events_given=events is not None,
+    warnings = input_warnings(spec, stats, scored_rows=len(scores), events_given=events_given,
                               events_rows=events_rows, keep_missing=keep_missing)
     if strict and warnings:
         more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
-        raise DataError(f"{sources['leads']}: --strict: {warnings[0]}{more}; nothing written")
+        raise DataError(f"{source}: --strict: {warnings[0]}{more}; nothing written")
     staged = [stage_table(scores, out_path)]
     try:
         if len(rejects):
@@ -201,9 +212,9 @@ def score_frames(
     if not len(rejects) and rej_file.exists():
         rej_file.unlink()  # a stale rejects file from an earlier run would mislead
     for line in warnings:
-        log.info("%s: %s", sources["leads"], line)
+        log.info("%s: %s", source, line)
     return BatchResult(out_path, rej_file if len(rejects) else None, total, len(scores), len(rejects), stats,
-                       tuple(warnings), None if drift is None else drift.result())
+                       tuple(warnings), drift)
 
 
 def _events_for(events: pd.DataFrame, predictor: Predictor, leads: pd.DataFrame, *, source: str) -> pd.DataFrame:

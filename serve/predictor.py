@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from leadscore.features.build import REJECT_REASON, build_lead_frame, resolve_as_of, type_events, type_leads
+from leadscore.features.build import build_lead_frame, prepare_leads, type_events
 from leadscore.features.config import BandConfig
 from leadscore.features.spec import AS_OF, LeadFrame
 from leadscore.models.bundle import Bands, ModelBundle
@@ -24,11 +24,6 @@ class Scored:
     rejects: pd.DataFrame
     stats: dict
     features: pd.DataFrame | None = None  # the readable features of the scored rows (for the drift check)
-
-
-def _first_row(frame: pd.DataFrame) -> int:
-    index = frame.index
-    return int(index[0]) if isinstance(index, pd.RangeIndex) and len(index) else 0
 
 
 class Predictor:
@@ -53,42 +48,7 @@ class Predictor:
 
     def _frame(self, leads: pd.DataFrame, events: pd.DataFrame | None, as_of, *, source: str, events_source: str,
                dedupe_events: bool = False) -> tuple[LeadFrame, pd.DataFrame, pd.DataFrame]:
-        typed = type_leads(leads, self.spec, source=source, strict=False,
-                           as_of_column=AS_OF if as_of is None and AS_OF in leads.columns else None)
-        ok = typed.leads
-        if as_of is None and AS_OF in ok.columns:
-            stamps = ok[AS_OF]  # parsed by type_leads; unreadable cells are already rejects
-        else:
-            stamps = resolve_as_of(ok, self.spec, as_of, source=source)
-        stamps = pd.Series(stamps.to_numpy(), index=ok.index)
-        stats = dict(typed.stats)
-        # A lead without a scoring time, or scored before it existed, cannot be scored: it goes to the rejects,
-        # found by its input row.
-        reasons = pd.Series(pd.NA, index=ok.index, dtype="object")
-        reasons[stamps.isna()] = f"column {AS_OF!r}: missing date/time"
-        created_col = self.spec.created_column
-        if created_col in ok.columns and pd.api.types.is_datetime64_any_dtype(ok[created_col].dtype):
-            created = ok[created_col]
-            early = (stamps < created).fillna(False).astype(bool) & reasons.isna()
-            if early.any():
-                given = "as_of (--as-of)" if as_of is not None else f"column {AS_OF!r}"
-                reasons[early] = (f"{given}: " + stamps[early].dt.strftime("%Y-%m-%d %H:%M")
-                                  + f" is before the lead's creation ({created_col!r} "
-                                  + created[early].dt.strftime("%Y-%m-%d %H:%M") + ")")
-        future = stamps > pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
-        if future.any():
-            stats["as_of_in_future"] = int(future.sum())
-        rejects = typed.rejects
-        bad = reasons.notna().to_numpy()
-        if bad.any():
-            rows = typed.input_rows[bad]
-            rejected = leads.iloc[rows - 1 - _first_row(leads)].copy()
-            rejected.insert(0, "input_row", rows)
-            rejected[REJECT_REASON] = reasons[bad].to_numpy()
-            rejects = pd.concat([rejects, rejected], ignore_index=True).sort_values("input_row", kind="stable")
-            rejects = rejects.reset_index(drop=True)
-            ok, stamps = ok.loc[~bad].reset_index(drop=True), stamps[~bad].reset_index(drop=True)
-        stats["rejected_rows"] = len(rejects)
+        ok, stamps, rejects, stats = prepare_leads(leads, self.spec, as_of, source=source)
         typed_events = None
         if self.spec.has_events and events is not None:
             typed_events = type_events(events, self.spec, source=events_source)

@@ -70,6 +70,31 @@ def test_window_counts_recency_and_decay_by_hand():
     assert np.isnan(c["days_since_last_activity"]) and c["engagement_events_90d"] == 0
 
 
+def test_without_negative_types_every_event_is_engagement():
+    leads, events = _leads(), _events()
+    spec = _spec(leads, events, negative_event_types=())
+    a = _frame(leads, events, spec).frame.set_index("lead_id").loc["a"]
+    # The six events of lead a up to as_of, the unsubscribe included (none is declared negative).
+    assert a["engagement_events_90d"] == 6
+    assert a["days_since_last_activity"] == pytest.approx(0.0)
+
+
+def test_the_event_sql_transpiles_to_spark_with_the_same_rules():
+    """One text for both engines: the Spark form keeps every window, filter and the double-valued age."""
+    sqlglot = pytest.importorskip("sqlglot")
+    from leadscore.features.build import event_aggregate_sql
+
+    leads, events = _leads(), _events()
+    spec = _spec(leads, events)
+    for query in event_aggregate_sql(spec, leads="l_view", events="e_view"):
+        spark = sqlglot.transpile(query, read="duckdb", write="spark")[0]
+        assert "l_view" in spark and "e_view" in spark
+    spark = sqlglot.transpile(event_aggregate_sql(spec)[0], read="duckdb", write="spark")[0]
+    for name in spec.event_feature_names:
+        assert f"`{name}`" in spark, name
+    assert "DATEDIFF(MICROSECOND, ev.ts, l.as_of) AS DOUBLE" in spark and "FILTER(WHERE" in spark
+
+
 def test_features_ignore_every_event_after_as_of(small_world):
     """Point-in-time invariance: adding (or removing) events after as_of changes no feature at all."""
     leads = small_world.leads.head(1500)

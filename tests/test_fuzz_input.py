@@ -111,10 +111,10 @@ def test_corrupted_lead_files_lose_no_row_and_never_crash(kit, data):
 
 def _records(path: Path) -> int:
     """Data rows of the file as the standard library's CSV reader counts them (blank lines are no rows)."""
-    from leadscore.features.io import _decode, _sniff_delimiter
+    from leadscore.features.io import _decode, sniff_delimiter
 
     text = _decode(path.read_bytes(), path)
-    delimiter = _sniff_delimiter(text[:65536])
+    delimiter = sniff_delimiter(text[:65536])
     records = [rec for rec in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
                if rec and not (len(rec) == 1 and not rec[0].strip())]
     return len(records) - 1
