@@ -462,6 +462,11 @@ def score(
                                              "Spark; needs the spark extra).")] = "duckdb",
     spark_master: Annotated[str, typer.Option(help="Spark master for --engine spark (local[N], yarn, "
                                                    "spark://host:7077).")] = "local[*]",
+    report: Annotated[Path | None, typer.Option(help="Also write an HTML page of the run: counts, warnings, "
+                                                     "expected conversions, drift per feature.")] = None,
+    log_run: Annotated[bool, typer.Option(help="Log the run (counts, expected conversions, drift, the HTML "
+                                               "page) to the model's tracking store, linked to its version "
+                                               "(models:/ and runs:/ models).")] = True,
     tracking_uri: TrackingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -472,6 +477,31 @@ def score(
     from leadscore.serve.predictor import Predictor
 
     def body():
+        result = run_engine()
+        if report is not None:
+            from leadscore.features.io import write_text
+            from leadscore.serve.scoring_report import scoring_report_html
+
+            write_text(scoring_report_html(result, title=f"Scoring run: {Path(out).name}"), report)
+        if log_run and ("://" in model or ":/" in model):
+            from leadscore.serve.scoring_report import record_scoring_run
+
+            try:
+                run_id = record_scoring_run(result, model_uri=model, tracking_uri=tracking_uri or
+                                            default_tracking_uri(), engine=engine,
+                                            inputs={"leads": None if leads is None else str(leads),
+                                                    "events": None if events is None else str(events),
+                                                    "config": None if config is None else str(config),
+                                                    "as_of": as_of})
+                logged.append(run_id)
+            except Exception as exc:  # the scores are written; a tracking hiccup must not hide them
+                warned.append(f"the run was not logged to the tracking store ({type(exc).__name__}: {exc})")
+        return result
+
+    logged: list[str] = []
+    warned: list[str] = []
+
+    def run_engine():
         uri = tracking_uri or default_tracking_uri()
         if engine not in ("duckdb", "spark"):
             raise ConfigError(f"--engine: {engine!r} is not an engine (duckdb or spark)")
@@ -509,13 +539,16 @@ def score(
 
     result = _run(body)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), default=str))
+        typer.echo(json.dumps({**result.to_dict(), "run_id": logged[0] if logged else None,
+                               "report": None if report is None else str(report)}, default=str))
         return
     from rich.markup import escape
 
     console = _console(stderr=False)
     console.print(f"Scored {result.scored_rows:,} of {result.input_rows:,} leads -> {result.output}",
                   highlight=False)
+    for line in warned:
+        console.print(f"[yellow]Warning:[/] {escape(line)}", highlight=False)
     if result.rejects is not None:
         console.print(f"[yellow]Rejected {result.rejected_rows:,} rows[/] -> {result.rejects} (with reasons)",
                       highlight=False)
@@ -532,6 +565,11 @@ def score(
                 console.print(f"[yellow]Drift:[/] {escape(line)}", highlight=False)
         else:
             console.print("Drift: none (every feature and the score within PSI 0.1 of training)", highlight=False)
+    if report is not None:
+        console.print(f"Report -> {report}", highlight=False)
+    if logged:
+        console.print(f"Logged to the tracking store as run {logged[0]} (experiment lead-scoring)",
+                      highlight=False)
 
 
 @app.command()

@@ -15,6 +15,7 @@ Saved as plain numbers (JSON) and LightGBM's own text model: no pickle.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ import numpy as np
 
 from leadscore.features.spec import FeatureSpec, signed_log
 from leadscore.models.explain import tree_contributions
+
+log = logging.getLogger(__name__)
 
 SPLINE_KNOTS = 4
 SPLINE_DEGREE = 3
@@ -222,7 +225,23 @@ class TreeMargin:
         return np.asarray(self.booster.predict(X, raw_score=True, **self._threads()), dtype="float64")
 
     def contributions(self, X) -> np.ndarray:
-        return tree_contributions(self.booster, X, **self._threads())
+        """Exact TreeSHAP on the margin: the pattern-table kernel (`models.treeshap`), else LightGBM's own."""
+        tables = self.shap_tables()
+        if tables is None:
+            return tree_contributions(self.booster, X, **self._threads())
+        return tables.contributions(np.asarray(X, dtype="float64"), threads=self.num_threads)
+
+    def shap_tables(self):
+        """The booster's TreeSHAP tables, built on first use (None when the kernel does not cover the model)."""
+        if not hasattr(self, "_tables"):
+            from leadscore.models.treeshap import Unsupported, build_tables
+
+            try:
+                self._tables = build_tables(self.booster)
+            except Unsupported as exc:
+                log.info("exact reasons through LightGBM's pred_contrib: %s", exc)
+                self._tables = None
+        return self._tables
 
 
 class BlendMargin:

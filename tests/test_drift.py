@@ -108,3 +108,40 @@ def test_score_command_prints_expected_conversions_and_drift(trained, same_world
     assert run.exit_code == 0, run.stderr
     assert "Expected conversions:" in run.stdout and "expected ROC AUC" in run.stdout
     assert "Drift: none" in run.stdout
+
+
+def test_a_scoring_run_is_logged_beside_its_model_with_an_html_page(logged, same_world, tmp_path):
+    """Counts, expected conversions and PSI land in MLflow, linked to the model version; --report writes the page."""
+    from mlflow import MlflowClient
+
+    _, run, _ = logged
+    leads, events, _ = same_world
+    leads.head(300).to_csv(tmp_path / "leads.csv", index=False)
+    events.to_csv(tmp_path / "events.csv", index=False)
+    shifted = leads[leads["lead_source"].isin(["purchased_list", "email_campaign"])].head(300)
+    shifted.to_csv(tmp_path / "shifted.csv", index=False)
+    args = ["score", "--model", "models:/lead-conversion@champion", "--tracking-uri", run.tracking_uri,
+            "--events", str(tmp_path / "events.csv"), "--as-of", "created", "--no-reasons", "--json"]
+    out = CliRunner().invoke(app, [*args, "--leads", str(tmp_path / "shifted.csv"), "--out", str(tmp_path / "o.csv"),
+                                   "--report", str(tmp_path / "o.html")])
+    assert out.exit_code == 0, out.stderr
+    answer = json.loads(out.stdout)
+    client = MlflowClient(tracking_uri=run.tracking_uri)
+    scoring = client.get_run(answer["run_id"])
+    assert scoring.data.tags["leadscore.kind"] == "scoring"
+    assert scoring.data.tags["leadscore.model_version"] == scoring.data.params["model_version"] != ""
+    assert scoring.data.metrics["scored_rows"] == answer["scored_rows"] == 300
+    assert scoring.data.metrics["expected_conversions"] == pytest.approx(answer["drift"]["expected_conversions"])
+    assert scoring.data.metrics["psi.lead_source"] == pytest.approx(answer["drift"]["feature_psi"]["lead_source"])
+    assert "lead_source mix shifted" in scoring.data.tags["leadscore.drift"]
+    names = {a.path for a in client.list_artifacts(answer["run_id"], "scoring")}
+    assert names == {"scoring/report.html", "scoring/summary.json"}
+    page = (tmp_path / "o.html").read_text()
+    assert "Drift against training" in page and "lead_source" in page and "shifted" in page
+    assert "Scored 300 of 300 leads." in page
+    # Opting out logs nothing.
+    before = len(client.search_runs([scoring.info.experiment_id]))
+    quiet = CliRunner().invoke(app, [*args, "--leads", str(tmp_path / "leads.csv"), "--out", str(tmp_path / "q.csv"),
+                                     "--no-log-run"])
+    assert quiet.exit_code == 0 and json.loads(quiet.stdout)["run_id"] is None
+    assert len(client.search_runs([scoring.info.experiment_id])) == before

@@ -1,0 +1,487 @@
+"""Exact TreeSHAP for LightGBM boosters, fast: per-leaf tables over the patterns of satisfied path features.
+
+TreeSHAP's value of a leaf for a feature depends on the row only through which of the leaf's path features the row
+"satisfies" (goes the leaf's way at every split on that feature). A leaf with d distinct path features has 2^d
+such patterns, so its contribution to each of the d features can be tabulated once per model (the Fast TreeSHAP
+v2 idea). Scoring a row is then, per tree, one decision per split node and, per leaf, a d-bit pattern and d
+table lookups: no path extension or unwinding per row.
+
+The decisions follow LightGBM's own rules (`include/LightGBM/tree.h`): NaN is read as 0 where a split has no NaN
+handling, `zero` missing type sends |x| <= 1e-35 the default way, categorical splits send NaN and negatives right
+and a category left when it is in the split's set. Cover is LightGBM's data count per node, the bias is the sum of
+each tree's expected value, as `Booster.predict(pred_contrib=True)` computes them; the values equal it to ~1e-15
+(tests on models with missing values, categorical splits, one-leaf trees, shallow and deep trees).
+
+Anything this does not cover (linear trees, multiclass, a leaf with more than `MAX_PATH_FEATURES` distinct path
+features, tables over `MAX_TABLE_VALUES`, a node without data count) is refused by `TreeShapTables.build`, and
+`explain.tree_contributions` falls back to `pred_contrib`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MAX_PATH_FEATURES = 18  # 2^18 patterns x 18 values is 37 MB for one leaf
+MAX_TABLE_VALUES = 64 * 1024 * 1024  # 512 MB of float64 over all leaves
+MAX_TREE_SPLITS = 10  # a tree this small gets one table over all its decision vectors (1,024 rows at most)
+_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold: the float literal 1e-35f, as a double
+
+
+class Unsupported(ValueError):
+    """A model shape the tables do not cover; the caller falls back to LightGBM's own TreeSHAP."""
+
+
+@dataclass(frozen=True)
+class TreeShapTables:
+    """A LightGBM model flattened for the kernel: split nodes, leaf paths and per-leaf pattern tables."""
+
+    n_features: int
+    bias: float
+    # split nodes of all trees, numbered globally
+    node_feature: np.ndarray  # int64
+    node_threshold: np.ndarray  # float64
+    node_categorical: np.ndarray  # bool
+    node_default_left: np.ndarray  # bool
+    node_missing: np.ndarray  # int8: 0 none, 1 zero, 2 nan
+    node_cat_start: np.ndarray  # int64 into cat_values (categorical nodes)
+    node_cat_end: np.ndarray
+    cat_values: np.ndarray  # int64, sorted per node
+    tree_node_start: np.ndarray  # int64 (n_trees + 1): the trees' first split node
+    tree_leaf_start: np.ndarray  # int64 (n_trees + 1): the trees' first leaf
+    # leaves of all trees
+    leaf_path_start: np.ndarray  # int64 (n_leaves + 1) into path_node/path_left/path_slot
+    path_node: np.ndarray  # int64: global split node on the leaf's path
+    path_left: np.ndarray  # bool: the leaf is in that node's left subtree
+    path_slot: np.ndarray  # int64: which distinct path feature of the leaf the node splits on
+    leaf_slot_start: np.ndarray  # int64 (n_leaves + 1) into slot_feature
+    slot_feature: np.ndarray  # int64
+    leaf_table_start: np.ndarray  # int64 (n_leaves + 1) into table
+    table: np.ndarray  # float64: per leaf, 2^d rows of d values
+    # small trees (at most MAX_TREE_SPLITS split nodes): one table over the 2^m decision vectors of the whole tree
+    tree_small: np.ndarray  # bool (n_trees)
+    tree_feature_start: np.ndarray  # int64 (n_trees + 1) into tree_feature
+    tree_feature: np.ndarray  # int64: the distinct split features of each small tree
+    tree_table_start: np.ndarray  # int64 (n_trees + 1) into tree_table
+    tree_table: np.ndarray  # float64: per small tree, 2^m rows of one value per distinct feature
+
+    @classmethod
+    def build(cls, booster) -> TreeShapTables:
+        """Flatten a booster (raises `Unsupported` for what the kernel does not cover)."""
+        dump = booster.dump_model()
+        if int(dump.get("num_class", 1)) != 1 or int(dump.get("num_tree_per_iteration", 1)) != 1:
+            raise Unsupported("multiclass models")
+        n_features = int(dump["max_feature_idx"]) + 1
+        nodes: dict[str, list] = {k: [] for k in ("feature", "threshold", "categorical", "default_left", "missing",
+                                                  "cat_start", "cat_end")}
+        cats: list[int] = []
+        tree_node_start, tree_leaf_start = [0], [0]
+        leaf_path_start, path_node, path_left, path_slot = [0], [], [], []
+        leaf_slot_start, slot_feature = [0], []
+        leaf_value, leaf_zero = [], []  # per leaf: value, and the zero fraction of each slot
+        bias = 0.0
+        for info in dump["tree_info"]:
+            root = info["tree_structure"]
+            if "leaf_value" in root and "split_index" not in root:  # a one-leaf tree: only the bias moves
+                bias += float(root["leaf_value"])
+                tree_node_start.append(len(nodes["feature"]))
+                tree_leaf_start.append(len(leaf_value))
+                continue
+            base = len(nodes["feature"])
+            total = float(root["internal_count"])
+            if total <= 0:
+                raise Unsupported("a tree without data counts")
+            expected = 0.0
+            # Depth-first: split nodes get global ids in visit order; leaves record their path.
+            stack = [(root, [])]
+            order = []
+            while stack:
+                node, path = stack.pop()
+                if "split_index" in node:
+                    gid = base + int(node["split_index"])
+                    order.append((gid, node))
+                    count = float(node["internal_count"])
+                    if count <= 0:
+                        raise Unsupported("a split node without data count")
+                    left, right = node["left_child"], node["right_child"]
+                    stack.append((right, [*path, (gid, False, int(node["split_feature"]),
+                                                  _count(right) / count)]))
+                    stack.append((left, [*path, (gid, True, int(node["split_feature"]), _count(left) / count)]))
+                else:
+                    value = float(node["leaf_value"])
+                    expected += (float(node.get("leaf_count", 0)) / total) * value
+                    features: list[int] = []
+                    zeros: list[float] = []
+                    for gid, is_left, feature, fraction in path:
+                        if feature not in features:
+                            features.append(feature)
+                            zeros.append(1.0)
+                        slot = features.index(feature)
+                        zeros[slot] *= fraction
+                        path_node.append(gid)
+                        path_left.append(is_left)
+                        path_slot.append(slot)
+                    if len(features) > MAX_PATH_FEATURES:
+                        raise Unsupported(f"a leaf with {len(features)} distinct path features")
+                    leaf_path_start.append(len(path_node))
+                    slot_feature.extend(features)
+                    leaf_slot_start.append(len(slot_feature))
+                    leaf_value.append(value)
+                    leaf_zero.append(zeros)
+            n_split = int(info.get("num_leaves", 0)) - 1
+            if len(order) != n_split:
+                raise Unsupported("an unexpected tree layout")
+            for _, node in sorted(order, key=lambda t: t[0]):
+                nodes["feature"].append(int(node["split_feature"]))
+                kind = node["decision_type"]
+                missing = {"None": 0, "Zero": 1, "NaN": 2}.get(str(node.get("missing_type", "None")), 0)
+                nodes["missing"].append(missing)
+                nodes["default_left"].append(bool(node.get("default_left", False)))
+                if kind == "==":
+                    values = sorted(int(v) for v in str(node["threshold"]).split("||") if v != "")
+                    nodes["categorical"].append(True)
+                    nodes["threshold"].append(0.0)
+                    nodes["cat_start"].append(len(cats))
+                    cats.extend(values)
+                    nodes["cat_end"].append(len(cats))
+                elif kind == "<=":
+                    nodes["categorical"].append(False)
+                    nodes["threshold"].append(float(node["threshold"]))
+                    nodes["cat_start"].append(0)
+                    nodes["cat_end"].append(0)
+                else:
+                    raise Unsupported(f"decision type {kind!r}")
+            bias += expected
+            tree_node_start.append(len(nodes["feature"]))
+            tree_leaf_start.append(len(leaf_value))
+        sizes = [(1 << len(z)) * len(z) for z in leaf_zero]
+        if sum(sizes) > MAX_TABLE_VALUES:
+            raise Unsupported(f"pattern tables of {sum(sizes):,} values")
+        table_start = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+        zero_start = np.concatenate([[0], np.cumsum([len(z) for z in leaf_zero], dtype=np.int64)]).astype(np.int64)
+        zero_flat = np.asarray([v for z in leaf_zero for v in z], dtype=np.float64)
+        table = np.zeros(int(table_start[-1]), dtype=np.float64)
+        _fill_tables(np.asarray(leaf_value, dtype=np.float64), zero_start, zero_flat, table_start, table)
+        i64 = np.int64
+        tree_node_start_a = np.asarray(tree_node_start, dtype=i64)
+        tree_leaf_start_a = np.asarray(tree_leaf_start, dtype=i64)
+        splits = np.diff(tree_node_start_a)
+        small = (splits > 0) & (splits <= MAX_TREE_SPLITS)
+        feature_start, tree_features, tree_table_start = [0], [], [0]
+        for t in range(len(splits)):
+            feats = sorted(set(nodes["feature"][tree_node_start[t]:tree_node_start[t + 1]])) if small[t] else []
+            tree_features.extend(feats)
+            feature_start.append(len(tree_features))
+            tree_table_start.append(tree_table_start[-1] + ((1 << int(splits[t])) * len(feats) if small[t] else 0))
+        tree_feature = np.asarray(tree_features, dtype=i64)
+        tree_table = np.zeros(tree_table_start[-1], dtype=np.float64)
+        _tree_table_kernel()(small, tree_node_start_a, tree_leaf_start_a, np.asarray(feature_start, dtype=i64),
+                             tree_feature, np.asarray(tree_table_start, dtype=i64), tree_table,
+                             np.asarray(leaf_path_start, dtype=i64), np.asarray(path_node, dtype=i64),
+                             np.asarray(path_left, dtype=bool), np.asarray(path_slot, dtype=i64),
+                             np.asarray(leaf_slot_start, dtype=i64), np.asarray(slot_feature, dtype=i64),
+                             table_start, table)
+        return cls(
+            n_features=n_features, bias=float(bias),
+            node_feature=np.asarray(nodes["feature"], dtype=i64),
+            node_threshold=np.asarray(nodes["threshold"], dtype=np.float64),
+            node_categorical=np.asarray(nodes["categorical"], dtype=bool),
+            node_default_left=np.asarray(nodes["default_left"], dtype=bool),
+            node_missing=np.asarray(nodes["missing"], dtype=np.int8),
+            node_cat_start=np.asarray(nodes["cat_start"], dtype=i64),
+            node_cat_end=np.asarray(nodes["cat_end"], dtype=i64),
+            cat_values=np.asarray(cats, dtype=i64),
+            tree_node_start=np.asarray(tree_node_start, dtype=i64),
+            tree_leaf_start=np.asarray(tree_leaf_start, dtype=i64),
+            leaf_path_start=np.asarray(leaf_path_start, dtype=i64),
+            path_node=np.asarray(path_node, dtype=i64), path_left=np.asarray(path_left, dtype=bool),
+            path_slot=np.asarray(path_slot, dtype=i64),
+            leaf_slot_start=np.asarray(leaf_slot_start, dtype=i64), slot_feature=np.asarray(slot_feature, dtype=i64),
+            leaf_table_start=table_start, table=table,
+            tree_small=small, tree_feature_start=np.asarray(feature_start, dtype=i64), tree_feature=tree_feature,
+            tree_table_start=np.asarray(tree_table_start, dtype=i64), tree_table=tree_table,
+        )
+
+    def contributions(self, X: np.ndarray, *, threads: int = 0) -> np.ndarray:
+        """(n, n_features + 1): each feature's exact SHAP value on the raw margin, the bias last."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"expected {self.n_features} columns, got {X.shape}")
+        out = np.zeros((X.shape[0], self.n_features + 1), dtype=np.float64)
+        if X.shape[0] == 0:
+            return out
+        kernel = _kernel()
+        previous = None
+        if threads > 0:
+            import numba
+
+            previous = numba.get_num_threads()
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            kernel(X, out, self.node_feature, self.node_threshold, self.node_categorical, self.node_default_left,
+                   self.node_missing, self.node_cat_start, self.node_cat_end, self.cat_values, self.tree_node_start,
+                   self.tree_leaf_start, self.leaf_path_start, self.path_node, self.path_left, self.path_slot,
+                   self.leaf_slot_start, self.slot_feature, self.leaf_table_start, self.table, self.tree_small,
+                   self.tree_feature_start, self.tree_feature, self.tree_table_start, self.tree_table, _ZERO)
+        finally:
+            if previous is not None:
+                import numba
+
+                numba.set_num_threads(previous)
+        out[:, -1] = self.bias
+        return out
+
+
+def _count(node: dict) -> float:
+    return float(node["internal_count"] if "split_index" in node else node.get("leaf_count", 0))
+
+
+def _shapley_weights(d: int) -> np.ndarray:
+    """w[k] = k! (d - 1 - k)! / d!: the weight of a coalition of k of the other d - 1 path features."""
+    return np.asarray([math.factorial(k) * math.factorial(d - 1 - k) / math.factorial(d) for k in range(d)])
+
+
+def _fill_tables(values, zero_start, zero_flat, table_start, table) -> None:
+    """Per leaf and pattern of satisfied slots: value x (o_s - z_s) x sum over coalitions of the others."""
+    fill = _table_kernel()
+    max_d = int(np.max(np.diff(zero_start), initial=0))
+    weights = np.zeros((max_d + 1, max(max_d, 1)), dtype=np.float64)
+    for d in range(1, max_d + 1):
+        weights[d, :d] = _shapley_weights(d)
+    fill(values, zero_start, zero_flat, table_start, table, weights)
+
+
+_KERNELS: dict[str, object] = {}
+
+
+def _table_kernel():
+    if "table" not in _KERNELS:
+        import numba
+
+        @numba.njit(cache=True, parallel=True)
+        def fill(values, zero_start, zero_flat, table_start, table, weights):  # pragma: no cover - compiled
+            n_leaves = len(values)
+            for leaf in numba.prange(n_leaves):
+                d = zero_start[leaf + 1] - zero_start[leaf]
+                if d == 0:
+                    continue
+                z = zero_flat[zero_start[leaf]:zero_start[leaf + 1]]
+                v = values[leaf]
+                poly = np.zeros(d + 1)
+                rest = np.zeros(d)
+                for pattern in range(1 << d):
+                    # F(t) = prod_s (z_s + o_s t): coefficient k sums the coalitions of k satisfied features.
+                    poly[:] = 0.0
+                    poly[0] = 1.0
+                    size = 0
+                    for s in range(d):
+                        o = (pattern >> s) & 1
+                        if o:
+                            for k in range(size + 1, 0, -1):
+                                poly[k] = poly[k] * z[s] + poly[k - 1]
+                            poly[0] = poly[0] * z[s]
+                            size += 1
+                        else:
+                            for k in range(size + 1):
+                                poly[k] = poly[k] * z[s]
+                    base = table_start[leaf] + pattern * d
+                    for s in range(d):
+                        o = (pattern >> s) & 1
+                        # The others' polynomial: F divided by this slot's factor.
+                        if o:
+                            # (z + t) g(t) = F(t), from the top: g[k-1] = F[k] - z g[k]
+                            top = size - 1
+                            rest[top] = poly[size]
+                            for k in range(top, 0, -1):
+                                rest[k - 1] = poly[k] - z[s] * rest[k]
+                            n_rest = top + 1
+                        else:
+                            for k in range(size + 1):
+                                rest[k] = poly[k] / z[s]
+                            n_rest = size + 1
+                        acc = 0.0
+                        for k in range(n_rest):
+                            acc += weights[d, k] * rest[k]
+                        table[base + s] = v * (o - z[s]) * acc
+
+        _KERNELS["table"] = fill
+    return _KERNELS["table"]
+
+
+def _tree_table_kernel():
+    if "trees" not in _KERNELS:
+        import numba
+
+        @numba.njit(cache=True, parallel=True)
+        def fill(small, tree_node_start, tree_leaf_start, feature_start, tree_feature, tree_table_start, tree_table,
+                 leaf_path_start, path_node, path_left, path_slot, leaf_slot_start, slot_feature, table_start,
+                 table):  # pragma: no cover - compiled
+            for t in numba.prange(len(small)):
+                if not small[t]:
+                    continue
+                first_node = tree_node_start[t]
+                m = tree_node_start[t + 1] - first_node
+                f0 = feature_start[t]
+                q = feature_start[t + 1] - f0
+                for decisions in range(1 << m):
+                    row = tree_table_start[t] + decisions * q
+                    for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
+                        d = leaf_slot_start[leaf + 1] - leaf_slot_start[leaf]
+                        pattern = (1 << d) - 1
+                        for p in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
+                            went_left = (decisions >> (path_node[p] - first_node)) & 1
+                            if went_left != path_left[p]:
+                                pattern &= ~(1 << path_slot[p])
+                        base = table_start[leaf] + pattern * d
+                        for s in range(d):
+                            feature = slot_feature[leaf_slot_start[leaf] + s]
+                            for j in range(q):
+                                if tree_feature[f0 + j] == feature:
+                                    tree_table[row + j] += table[base + s]
+                                    break
+
+        _KERNELS["trees"] = fill
+    return _KERNELS["trees"]
+
+
+def _kernel():
+    if "rows" not in _KERNELS:
+        import numba
+
+        @numba.njit(inline="always")
+        def goes_left(x, node, node_threshold, node_categorical, node_default_left, node_missing, node_cat_start,
+                      node_cat_end, cat_values, zero):  # pragma: no cover - compiled
+            if node_categorical[node]:
+                if np.isnan(x):
+                    return False
+                iv = int(x)
+                if iv < 0:
+                    return False
+                for c in range(node_cat_start[node], node_cat_end[node]):
+                    if cat_values[c] == iv:
+                        return True
+                return False
+            missing = node_missing[node]
+            if np.isnan(x) and missing != 2:
+                x = 0.0
+            if (missing == 1 and -zero <= x <= zero) or (missing == 2 and np.isnan(x)):
+                return node_default_left[node]
+            return x <= node_threshold[node]
+
+        @numba.njit(inline="always")
+        def block_decisions(Xb, count, first_node, m, node_feature, node_threshold, node_categorical,
+                            node_default_left, node_missing, node_cat_start, node_cat_end, cat_values, zero,
+                            decisions):  # pragma: no cover - compiled
+            # One split at a time over the block's rows (contiguous, branch-free for numeric splits).
+            for i in range(count):
+                decisions[i] = 0
+            for k in range(m):
+                node = first_node + k
+                f = node_feature[node]
+                bit = np.uint64(1) << np.uint64(k)
+                if node_categorical[node]:
+                    for i in range(count):
+                        if goes_left(Xb[f, i], node, node_threshold, node_categorical, node_default_left,
+                                     node_missing, node_cat_start, node_cat_end, cat_values, zero):
+                            decisions[i] |= bit
+                    continue
+                thr = node_threshold[node]
+                dl = node_default_left[node]
+                missing = node_missing[node]
+                if missing == 2:  # NaN goes the default way
+                    for i in range(count):
+                        x = Xb[f, i]
+                        go = (x <= thr) | ((x != x) & dl)
+                        decisions[i] |= bit * np.uint64(go)
+                elif missing == 1:  # NaN reads as 0; zero goes the default way
+                    for i in range(count):
+                        x = Xb[f, i]
+                        z = (x != x) | ((x >= -zero) & (x <= zero))
+                        go = (z & dl) | (~z & (x <= thr))
+                        decisions[i] |= bit * np.uint64(go)
+                else:  # NaN reads as 0
+                    zero_left = 0.0 <= thr
+                    for i in range(count):
+                        x = Xb[f, i]
+                        go = (x <= thr) | ((x != x) & zero_left)
+                        decisions[i] |= bit * np.uint64(go)
+
+        @numba.njit(cache=True, parallel=True)
+        def rows(X, out, node_feature, node_threshold, node_categorical, node_default_left, node_missing,
+                 node_cat_start, node_cat_end, cat_values, tree_node_start, tree_leaf_start, leaf_path_start,
+                 path_node, path_left, path_slot, leaf_slot_start, slot_feature, leaf_table_start, table,
+                 tree_small, tree_feature_start, tree_feature, tree_table_start, tree_table,
+                 zero):  # pragma: no cover - compiled
+            n, k_features = X.shape
+            n_trees = len(tree_node_start) - 1
+            widest = 1
+            for t in range(n_trees):
+                widest = max(widest, tree_node_start[t + 1] - tree_node_start[t])
+            block = 128
+            n_blocks = (n + block - 1) // block
+            for b in numba.prange(n_blocks):
+                start = b * block
+                count = min(n, start + block) - start
+                Xb = np.empty((k_features, block))
+                for i in range(count):
+                    for f in range(k_features):
+                        Xb[f, i] = X[start + i, f]
+                decisions = np.zeros(block, dtype=np.uint64)
+                left = np.zeros(widest, dtype=np.bool_)
+                for t in range(n_trees):
+                    first_node = tree_node_start[t]
+                    m = tree_node_start[t + 1] - first_node
+                    if m == 0:
+                        continue
+                    if m <= 64:
+                        block_decisions(Xb, count, first_node, m, node_feature, node_threshold, node_categorical,
+                                        node_default_left, node_missing, node_cat_start, node_cat_end, cat_values,
+                                        zero, decisions)
+                    if tree_small[t]:
+                        f0 = tree_feature_start[t]
+                        q = tree_feature_start[t + 1] - f0
+                        for i in range(count):
+                            row = tree_table_start[t] + np.int64(decisions[i]) * q
+                            for j in range(q):
+                                out[start + i, tree_feature[f0 + j]] += tree_table[row + j]
+                        continue
+                    for i in range(count):
+                        if m <= 64:
+                            for k in range(m):
+                                left[k] = (decisions[i] >> np.uint64(k)) & np.uint64(1)
+                        else:
+                            for k in range(m):
+                                node = first_node + k
+                                left[k] = goes_left(Xb[node_feature[node], i], node, node_threshold,
+                                                    node_categorical, node_default_left, node_missing,
+                                                    node_cat_start, node_cat_end, cat_values, zero)
+                        for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
+                            d = leaf_slot_start[leaf + 1] - leaf_slot_start[leaf]
+                            pattern = (1 << d) - 1
+                            for p in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
+                                if left[path_node[p] - first_node] != path_left[p]:
+                                    pattern &= ~(1 << path_slot[p])
+                            base = leaf_table_start[leaf] + pattern * d
+                            first = leaf_slot_start[leaf]
+                            for s in range(d):
+                                out[start + i, slot_feature[first + s]] += table[base + s]
+
+        _KERNELS["rows"] = rows
+    return _KERNELS["rows"]
+
+
+def build_tables(booster) -> TreeShapTables:
+    """`TreeShapTables.build`, unless switched off (`LEADSCORE_TREESHAP=lightgbm`, to compare) or numba is absent."""
+    if os.environ.get("LEADSCORE_TREESHAP", "").strip().lower() == "lightgbm":
+        raise Unsupported("LEADSCORE_TREESHAP=lightgbm")
+    try:
+        import numba  # noqa: F401
+    except ImportError as exc:
+        raise Unsupported("numba is not installed") from exc
+    return TreeShapTables.build(booster)
