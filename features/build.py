@@ -382,13 +382,14 @@ def event_aggregate_sql(spec: FeatureSpec, *, leads: str = "leads_tbl", events: 
         selects.append(f'CAST(count(*) FILTER (WHERE engaged AND age < {w}) AS DOUBLE) AS "engagement_events_{w}d"')
     selects.append('min(age) FILTER (WHERE engaged) AS "days_since_last_activity"')
     selects.append(
-        f"CAST(coalesce(sum(pow(0.5, age / CAST({spec.half_life_days!r} AS DOUBLE))) FILTER (WHERE engaged), 0) "
+        f"CAST(coalesce(fsum(pow(0.5, age / CAST({spec.half_life_days!r} AS DOUBLE))) FILTER (WHERE engaged), 0) "
         f'AS DOUBLE) AS "decayed_engagement"'
     )
     selects.append(
         f'CAST(count(DISTINCT day) FILTER (WHERE engaged AND age < {max_window}) AS DOUBLE) AS "active_days"'
     )
-    # Age in days from exact microseconds, as a double in both engines (no decimal arithmetic).
+    # Age in days from exact microseconds, as a double in both engines (no decimal arithmetic). The decayed sum is
+    # compensated (fsum), so it does not depend on the order rows reach the aggregate (threads, deduplication).
     query = f"""
         WITH e AS (
             SELECT l.rid,
@@ -408,7 +409,7 @@ def event_aggregate_sql(spec: FeatureSpec, *, leads: str = "leads_tbl", events: 
                count(*) FILTER (WHERE ev.ts <= l.as_of) AS used,
                count(DISTINCT l.rid) AS matched,
                count(DISTINCT l.rid) FILTER (WHERE ev.ts <= l.as_of AND ev.type IN ({known})) AS active,
-               (SELECT count(*) FROM {events} WHERE type NOT IN ({known}) OR type IS NULL) AS unknown_types
+               count(*) FILTER (WHERE ev.type NOT IN ({known}) OR ev.type IS NULL) AS unknown_types
         FROM {leads} l JOIN {events} ev ON ev.lead_id = l.lead_id
     """
     return query, stats_query
@@ -426,6 +427,88 @@ def event_stats(row: Sequence) -> dict[str, int]:
     after, used, matched, active, unknown_types = (int(v or 0) for v in row)
     return {"events_after_as_of_ignored": after, "events_used": used, "events_unknown_type_ignored": unknown_types,
             "leads_matched_by_events": matched, "leads_with_events": active}
+
+
+class EventStore:
+    """A typed event log in a DuckDB database on disk (a temporary folder), so the log never has to fit in memory;
+    `features` aggregates it for one chunk of leads with the same SQL as `event_features`."""
+
+    def __init__(self, spec: FeatureSpec, *, threads: int = 2, memory_limit: str = "1GB") -> None:
+        import os
+        import tempfile
+
+        import duckdb
+
+        self.spec = spec
+        self.folder = tempfile.mkdtemp(prefix="leadscore-events-")
+        self.con = duckdb.connect(os.path.join(self.folder, "events.duckdb"))
+        self.con.execute(f"SET threads TO {max(int(threads), 1)}")
+        self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        self.con.execute(f"SET temp_directory = '{os.path.join(self.folder, 'spill')}'")
+        self.con.execute("SET preserve_insertion_order = false")
+        self.con.execute("CREATE TABLE events (lead_id VARCHAR, ts TIMESTAMP, type VARCHAR)")
+        self.rows = 0
+        self.table = "events"
+
+    def add(self, typed: pd.DataFrame) -> None:
+        """Append typed events (`type_events`)."""
+        if typed.empty:
+            return
+        chunk = pd.DataFrame({"lead_id": typed["lead_id"].astype(str).to_numpy(),
+                              "ts": typed["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
+                              .astype("datetime64[us]").to_numpy(),
+                              "type": typed["type"].astype(str).to_numpy()})
+        self.con.register("incoming", chunk)
+        self.con.execute("INSERT INTO events SELECT * FROM incoming")
+        self.con.unregister("incoming")
+        self.rows += len(chunk)
+
+    def deduplicate(self) -> None:
+        """Count each (lead, time, type) once from now on."""
+        self.con.execute("CREATE TABLE events_unique AS SELECT DISTINCT lead_id, ts, type FROM events")
+        self.table = "events_unique"
+
+    def features(self, lead_ids: pd.Series, as_of: pd.Series) -> tuple[pd.DataFrame, dict[str, int]]:
+        """Event features of these leads (same order) as of their as_of, the counters, and their duplicate
+        event rows (`duplicate_events`, counted on the log as given)."""
+        spec = self.spec
+        n = len(lead_ids)
+        base = empty_event_features(spec, n)
+        if n == 0 or self.rows == 0:
+            return base, {"events_used": 0, "leads_matched_by_events": 0, "leads_with_events": 0}
+        as_of_naive = as_of.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
+        chunk = pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "lead_id": lead_ids.astype(str).to_numpy(),
+                              "as_of": as_of_naive.to_numpy()})
+        self.con.register("chunk_leads", chunk)
+        try:
+            query, stats_query = event_aggregate_sql(spec, leads="chunk_leads", events=self.table)
+            agg = self.con.execute(query).df()
+            stats = event_stats(self.con.execute(stats_query).fetchall()[0])
+            dupes = self.con.execute(
+                "SELECT coalesce(sum(c - 1), 0) FROM (SELECT count(*) AS c FROM events ev JOIN chunk_leads l "
+                "ON ev.lead_id = l.lead_id GROUP BY ev.lead_id, ev.ts, ev.type HAVING count(*) > 1)").fetchall()[0][0]
+        finally:
+            self.con.unregister("chunk_leads")
+        if dupes:
+            stats["duplicate_events"] = int(dupes)
+        return _fill_aggregates(base, agg, spec), stats
+
+    def close(self) -> None:
+        import shutil
+
+        try:
+            self.con.close()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _fill_aggregates(base: pd.DataFrame, agg: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    agg = agg.set_index("rid")
+    out = base.copy()
+    rows = agg.index.to_numpy()
+    for name in spec.event_feature_names:
+        out.loc[rows, name] = agg[name].to_numpy(dtype="float64", na_value=np.nan)
+    return out
 
 
 def event_features(
@@ -462,12 +545,7 @@ def event_features(
         stats = event_stats(con.execute(stats_query).fetchone())
     finally:
         con.close()
-    agg = agg.set_index("rid")
-    out = base.copy()
-    rows = agg.index.to_numpy()
-    for name in spec.event_feature_names:
-        out.loc[rows, name] = agg[name].to_numpy(dtype="float64", na_value=np.nan)
-    return out, stats
+    return _fill_aggregates(base, agg, spec), stats
 
 
 def resolve_as_of(
@@ -550,11 +628,18 @@ def build_lead_frame(
     *,
     extra_columns: Sequence[str] = (),
     stats: dict | None = None,
+    event_store: EventStore | None = None,
 ) -> LeadFrame:
-    """Join typed lead columns with point-in-time event features into a LeadFrame (one row per lead)."""
+    """Join typed lead columns with point-in-time event features into a LeadFrame (one row per lead).
+
+    The events are a typed frame (`type_events`) or, for logs that need not fit in memory, an `EventStore`.
+    """
     typed_leads = typed_leads.reset_index(drop=True)
     as_of = pd.Series(as_of).reset_index(drop=True)
-    ev, ev_stats = event_features(typed_leads[spec.id_column], as_of, events, spec)
+    if event_store is not None and spec.has_events:
+        ev, ev_stats = event_store.features(typed_leads[spec.id_column], as_of)
+    else:
+        ev, ev_stats = event_features(typed_leads[spec.id_column], as_of, events, spec)
     parts = [
         typed_leads[[spec.id_column]],
         pd.DataFrame({AS_OF: as_of}),

@@ -14,7 +14,8 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -237,6 +238,144 @@ def read_table(path: str | os.PathLike, *, what: str = "table") -> pd.DataFrame:
     return frame
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a table read in order: its rows (malformed ones listed in `attrs[MALFORMED]`, positions within the
+    chunk), the position of its first row in the table (0-based), and the share of the input read so far."""
+
+    frame: pd.DataFrame
+    first_row: int
+    fraction: float
+
+
+def chunk_frame(frame: pd.DataFrame, rows: int, *, first_row: int = 0) -> Iterator[Chunk]:
+    """A frame in memory as chunks of `rows` rows (its malformed-row notes split with it)."""
+    bad = malformed_rows(frame)
+    total = len(frame)
+    for start in range(0, max(total, 1), max(rows, 1)):
+        piece = frame.iloc[start:start + rows].reset_index(drop=True)
+        notes = {i - start: r for i, r in bad.items() if start <= i < start + rows}
+        if notes:
+            piece.attrs[MALFORMED] = notes
+        else:
+            piece.attrs.pop(MALFORMED, None)
+        yield Chunk(piece, first_row + start, min((start + rows) / max(total, 1), 1.0))
+
+
+def _record_end(data: bytes, *, first: bool = False) -> int:
+    """Length of the longest (`first`: shortest) prefix of `data` that ends at a record boundary (a line end
+    outside quotes), or 0 when there is none."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    quotes = np.flatnonzero(arr == 34)
+    # A line end is a record end when an even number of quote characters precede it ("" counts twice).
+    ends = newlines[np.searchsorted(quotes, newlines) % 2 == 0] if len(quotes) else newlines
+    if not len(ends):
+        return 0
+    return int(ends[0] if first else ends[-1]) + 1
+
+
+def iter_table(path: str | os.PathLike, *, what: str = "table", rows: int = 100_000,
+               block_bytes: int = 16 << 20) -> Iterator[Chunk]:
+    """Read a table in order, in chunks of about `rows` rows, with the rules of `read_table` (same text, same
+    malformed-row notes, same errors), so memory does not grow with the file.
+
+    CSV is cut at record boundaries (line ends outside quotes) into blocks of ~`block_bytes`, each parsed with the
+    header; Parquet is read by record batches. UTF-16 text and Excel workbooks are read whole, then cut.
+    """
+    path = Path(path)
+    fmt = table_format(path)
+    if not path.exists():
+        raise DataError(f"{path}: {what} file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a {what} file")
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"{path}: {what} file is empty")
+    if fmt == "parquet":
+        yield from _iter_parquet(path, what, rows)
+        return
+    with path.open("rb") as handle:
+        head = handle.read(65536)
+    if fmt == "excel" or _utf16(head) is not None or size <= block_bytes:
+        yield from chunk_frame(read_table(path, what=what), rows)
+        return
+    _sniff_binary(head, path)
+    if b"\x00" in head:
+        raise DataError(f"{path}: binary content (NUL bytes), not a CSV text file")
+    yield from _iter_csv(path, what, rows, block_bytes, size)
+
+
+def _iter_parquet(path: Path, what: str, rows: int) -> Iterator[Chunk]:
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(path)
+        total = handle.metadata.num_rows
+        if total == 0:
+            raise DataError(f"{path}: {what} file has a header but no rows")
+        done = 0
+        for batch in handle.iter_batches(batch_size=rows):
+            frame = batch.to_pandas()
+            if done == 0:
+                dupes = pd.Index(frame.columns)[pd.Index(frame.columns).duplicated()].unique().tolist()
+                if dupes:
+                    raise DataError(f"{path}: duplicate column names {dupes}")
+            yield Chunk(frame, done, min((done + len(frame)) / total, 1.0))
+            done += len(frame)
+    except DataError:
+        raise
+    except Exception as exc:  # pyarrow raises several types
+        raise DataError(f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})") from exc
+
+
+def _decode_block(raw: bytes, path: Path, first: bool) -> str:
+    for encoding in (("utf-8-sig" if first else "utf-8"), "cp1252", "latin-1"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise DataError(f"{path}: cannot decode the file as UTF-8 or Latin-1")  # pragma: no cover
+
+
+def _iter_csv(path: Path, what: str, rows: int, block_bytes: int, size: int) -> Iterator[Chunk]:
+    header: str | None = None
+    done, consumed, carry = 0, 0, b""
+    with path.open("rb") as handle:
+        while True:
+            data = handle.read(block_bytes)
+            last = not data
+            block = carry + data
+            if not block:
+                break
+            cut = len(block) if last else _record_end(block)
+            if cut == 0:  # one record longer than a block (or an open quote): read on
+                carry = block
+                continue
+            body, carry = block[:cut], block[cut:]
+            consumed += cut
+            if header is None:
+                end = _record_end(body, first=True) or len(body)
+                header = _decode_block(body[:end], path, True)
+                body = body[end:]
+                if not header.strip():
+                    raise DataError(f"{path}: {what} file is empty")
+            text = _decode_block(body, path, False)
+            if text.strip():
+                frame = _read_csv(header + text, path, what)
+                if done == 0:
+                    dupes = pd.Index(frame.columns)[pd.Index(frame.columns).duplicated()].unique().tolist()
+                    if dupes:
+                        raise DataError(f"{path}: duplicate column names {dupes}")
+                for piece in chunk_frame(frame, rows, first_row=done):
+                    yield Chunk(piece.frame, piece.first_row, consumed / size)
+                done += len(frame)
+            if last:
+                break
+    if done == 0:
+        raise DataError(f"{path}: {what} file has a header but no rows")
+
+
 def malformed_rows(frame: pd.DataFrame) -> dict[int, str]:
     """{0-based position: reason} of rows the reader found with a wrong number of fields (see read_table)."""
     return dict(frame.attrs.get(MALFORMED, {}))
@@ -286,8 +425,13 @@ def parse_timestamps(values: pd.Series, *, source: str, column: str, allow_missi
         return values.dt.tz_localize("UTC")
     text = values.astype("string").str.strip()
     text = text.mask(text == "")
-    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed", dayfirst=_day_first(text, source,
-                                                                                                  column))
+    # ISO 8601 first (ten times faster on millions of events); whatever it cannot read, by format inference.
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+    rest = parsed.isna() & text.notna()
+    if rest.any():
+        parsed = parsed.astype("datetime64[ns, UTC]")
+        parsed[rest] = pd.to_datetime(text[rest], errors="coerce", utc=True, format="mixed",
+                                      dayfirst=_day_first(text[rest], source, column))
     bad = parsed.isna() & text.notna()
     if bad.any():
         rows = _bad_rows(bad)
@@ -526,6 +670,68 @@ def stage_table(frame: pd.DataFrame, path: str | os.PathLike) -> tuple[Path, Pat
         tmp.unlink(missing_ok=True)
         raise
     return tmp, path
+
+
+class StagedWriter:
+    """A table written chunk by chunk to a temporary file beside `path` (CSV or Parquet by extension), renamed by
+    `commit([writer.close()])` only when complete. Every chunk must have the first chunk's columns.
+
+    Chunks are written as `write_table` writes a whole table (formula cells neutralised in CSV); Parquet chunks
+    are cast to the first chunk's schema (text columns always as strings, so an all-empty chunk fits).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.fmt = output_format(self.path)
+        fd, self.tmp = _atomic_target(self.path)
+        os.close(fd)
+        self.rows = 0
+        self._columns: list | None = None
+        self._parquet = None
+        self._schema = None
+        self._started = False
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self._columns is None:
+            self._columns = list(frame.columns)
+        elif list(frame.columns) != self._columns:
+            raise ValueError(f"{self.path}: chunk columns {list(frame.columns)} differ from {self._columns}")
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            frame = frame.copy()
+            for col in frame.columns:
+                if pd.api.types.is_object_dtype(frame[col].dtype):
+                    frame[col] = frame[col].astype("string")
+            table = pa.Table.from_pandas(frame, preserve_index=False, schema=self._schema)
+            if self._parquet is None:
+                self._schema = table.schema
+                self._parquet = pq.ParquetWriter(self.tmp, self._schema)
+            self._parquet.write_table(table)
+        else:
+            safe = neutralise_formulas(frame)
+            quoting = csv.QUOTE_NONNUMERIC if _has_carriage_return(safe) else csv.QUOTE_MINIMAL
+            safe.to_csv(self.tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S%z", quoting=quoting,
+                        mode="a" if self._started else "w", header=not self._started)
+        self._started = True
+        self.rows += len(frame)
+
+    def close(self) -> tuple[Path, Path]:
+        """Finish the file; returns (temporary, target) for `commit` or `discard`."""
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        return self.tmp, self.path
+
+    def discard(self) -> None:
+        if self._parquet is not None:
+            try:
+                self._parquet.close()
+            except Exception:  # already failing: the file is removed either way
+                pass
+            self._parquet = None
+        self.tmp.unlink(missing_ok=True)
 
 
 def commit(staged: Iterable[tuple[Path, Path]]) -> list[Path]:

@@ -238,7 +238,11 @@ def _to_spark(sql: str) -> str:
         import sqlglot
     except ImportError as exc:  # pragma: no cover - the spark extra brings it
         raise ConfigError("the Spark engine needs sqlglot: pip install 'leadscore[spark]'") from exc
-    return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+    # Spark has no compensated sum: its plain sum (the engines then agree to ~1e-15, not bit for bit).
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    tree = tree.transform(lambda node: sqlglot.exp.Sum(this=node.expressions[0])
+                          if isinstance(node, sqlglot.exp.Anonymous) and str(node.this).lower() == "fsum" else node)
+    return tree.sql(dialect="spark")
 
 
 def spark_error(exc: BaseException) -> DataError | None:

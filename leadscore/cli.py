@@ -95,26 +95,31 @@ class _RowProgress:
         if not self.quiet and self.console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn(f"{self.what}"), BarColumn(), MofNCompleteColumn(),
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=self.console,
                                 transient=True)
             self.bar.__enter__()
             self.task = self.bar.add_task(self.what, total=None, rate="")
         return self
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, what: str | None = None) -> None:
         import time
 
         if self.quiet:
             return
         now = time.monotonic()
-        rate = done / max(now - self.started, 1e-9)
+        if what is not None and what != self.what:  # a new stage of the job: its own rate and first line
+            self.what, self.started, self.last = what, now, now - self.every
+            if self.bar is not None:
+                self.bar.update(self.task, description=what, completed=0, total=None)
+        elapsed = now - self.started
+        rate = done / elapsed if elapsed > 0.2 else None  # no rate from the first instant of a stage
+        speed = f"{rate:,.0f} rows/s" if rate else "starting"
         if self.bar is not None:
-            self.bar.update(self.task, completed=done, total=total, rate=f"{rate:,.0f} rows/s")
+            self.bar.update(self.task, completed=done, total=total, rate=speed)
         elif now - self.last >= self.every or done >= total:
-            eta = (total - done) / rate if rate > 0 else 0.0
-            self.console.print(f"[cyan]>[/] {self.what}: {done:,} of {total:,} ({rate:,.0f} rows/s, ETA "
-                               f"{eta:,.0f} s)", highlight=False)
+            eta = f", ETA {(total - done) / rate:,.0f} s" if rate else ""
+            self.console.print(f"[cyan]>[/] {self.what}: {done:,} of {total:,} ({speed}{eta})", highlight=False)
             self.last = now
 
     def __exit__(self, *exc) -> None:

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from leadscore.features.build import REJECT_REASON
+from leadscore.features.build import REJECT_REASON, EventStore, type_events
 from leadscore.features.errors import DataError
 from leadscore.features.io import (
     MALFORMED,
+    Chunk,
+    StagedWriter,
     check_writable,
+    chunk_frame,
     commit,
     discard,
+    iter_table,
     malformed_rows,
     output_format,
-    read_table,
     require_columns,
     stage_table,
 )
@@ -67,27 +70,23 @@ def score_file(
     reasons: bool = True,
     keep_columns: Sequence[str] = (),
     chunk_size: int = 100_000,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[..., None] | None = None,
     strict: bool = False,
     dedupe_events: bool = False,
+    threads: int = 0,
 ) -> BatchResult:
-    """Score a CSV/Parquet lead list (optionally with an event log) into a CSV/Parquet file."""
+    """Score a CSV/Parquet lead list (optionally with an event log) into a CSV/Parquet file, streamed: the list is
+    read, scored and written chunk by chunk and the log is kept in DuckDB on disk, so memory does not grow with
+    either file."""
     # Fail before any work on an unsupported or unwritable target (the output or its rejects file).
     output_format(out_path)
     check_writable(out_path, rejects_path(Path(out_path)))
-    leads = read_table(leads_path, what="leads")
-    events = read_table(events_path, what="events") if events_path is not None else None
-    return score_frames(predictor, leads, out_path, events=events, as_of=as_of, reasons=reasons,
-                        keep_columns=keep_columns, chunk_size=chunk_size, progress=progress,
+    leads = iter_table(leads_path, what="leads", rows=chunk_size)
+    events = iter_table(events_path, what="events", rows=1_000_000) if events_path is not None else None
+    return score_chunks(predictor, leads, out_path, events=events, as_of=as_of, reasons=reasons,
+                        keep_columns=keep_columns, progress=progress,
                         sources={"leads": str(leads_path), "events": str(events_path)}, strict=strict,
-                        dedupe_events=dedupe_events)
-
-
-def _reject_rows(leads: pd.DataFrame, positions: np.ndarray, reasons: Sequence[str] | str) -> pd.DataFrame:
-    rejected = leads.iloc[positions].copy()
-    rejected.insert(0, "input_row", positions + 1)
-    rejected[REJECT_REASON] = reasons
-    return rejected
+                        dedupe_events=dedupe_events, threads=threads)
 
 
 def score_frames(
@@ -100,16 +99,75 @@ def score_frames(
     reasons: bool = True,
     keep_columns: Sequence[str] = (),
     chunk_size: int = 100_000,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[..., None] | None = None,
     sources: dict[str, str] | None = None,
     strict: bool = False,
     dedupe_events: bool = False,
+    threads: int = 0,
 ) -> BatchResult:
-    """Score leads (and their events) already in memory into a file; rejects go beside it.
+    """Score leads (and their events) already in memory into a file; rejects go beside it (see `score_chunks`)."""
+    output_format(out_path)
+    check_writable(out_path, rejects_path(Path(out_path)))
+    sources = {"leads": "leads", "events": "events", **(sources or {})}
+    require_columns(leads, [predictor.spec.id_column], source=sources["leads"], what="id")
+    return score_chunks(predictor, chunk_frame(leads.reset_index(drop=True), chunk_size), out_path,
+                        events=None if events is None else chunk_frame(events.reset_index(drop=True), 1_000_000),
+                        as_of=as_of, reasons=reasons, keep_columns=keep_columns, progress=progress,
+                        sources=sources, strict=strict, dedupe_events=dedupe_events, threads=threads)
 
-    Leads are scored in chunks. The output and the rejects are written to temporary files and renamed only when
-    both are complete, so a failure leaves neither (and no stale rejects from an earlier run beside a new output).
-    `strict`: any input warning (see `serve.expectations`) is an error before anything is written.
+
+def _reject_rows(leads: pd.DataFrame, positions: np.ndarray, reasons: Sequence[str] | str, offset: int
+                 ) -> pd.DataFrame:
+    rejected = leads.iloc[positions].copy()
+    rejected.insert(0, "input_row", positions + 1 + offset)
+    rejected[REJECT_REASON] = reasons
+    return rejected
+
+
+class _SeenIds:
+    """Lead ids of earlier chunks, as 64-bit hashes in DuckDB (8 bytes a lead, whatever the list's length)."""
+
+    def __init__(self, con) -> None:
+        self.con = con
+        con.execute("CREATE TABLE seen_ids (h UBIGINT)")
+
+    def seen(self, ids: pd.Series) -> np.ndarray:
+        hashes = pd.util.hash_array(ids.fillna("").to_numpy(dtype=object)).astype(np.uint64)
+        frame = pd.DataFrame({"pos": np.arange(len(hashes), dtype=np.int64), "h": hashes})
+        self.con.register("chunk_ids", frame)
+        try:
+            hit = self.con.execute("SELECT pos FROM chunk_ids WHERE h IN (SELECT h FROM seen_ids)").df()
+            self.con.execute("INSERT INTO seen_ids SELECT DISTINCT h FROM chunk_ids")
+        finally:
+            self.con.unregister("chunk_ids")
+        out = np.zeros(len(hashes), dtype=bool)
+        out[np.asarray(hit["pos"], dtype=np.int64)] = True
+        return out
+
+
+def score_chunks(
+    predictor: Predictor,
+    leads: Iterable[Chunk],
+    out_path: str | os.PathLike,
+    *,
+    events: Iterable[Chunk] | None = None,
+    as_of: pd.Timestamp | str | None = None,
+    reasons: bool = True,
+    keep_columns: Sequence[str] = (),
+    progress: Callable[..., None] | None = None,
+    sources: dict[str, str] | None = None,
+    strict: bool = False,
+    dedupe_events: bool = False,
+    threads: int = 0,
+    memory_limit: str = "1GB",
+) -> BatchResult:
+    """Score a lead list given as chunks (and its event log as chunks) into a file; rejects go beside it.
+
+    The log is typed chunk by chunk into a DuckDB database on disk; each lead chunk is typed, gets its event
+    features from it (the chunk's ids and as_of), is scored and appended to a temporary output, so memory holds one
+    chunk at a time. The output and the rejects are renamed only when both are complete: a failure (or a kill)
+    leaves neither, and no stale rejects beside a new output. Duplicate ids are found across chunks.
+    `strict`: any input warning (see `serve.expectations`) is an error, and nothing is written.
     """
     out_path = Path(out_path)
     rej_file = rejects_path(out_path)
@@ -118,108 +176,161 @@ def score_frames(
     sources = {"leads": "leads", "events": "events", **(sources or {})}
     spec = predictor.spec
     id_col = spec.id_column
-    require_columns(leads, [id_col], source=sources["leads"], what="id")
-    total = len(leads)
     stats: dict = {}
-    events_rows = 0
-    if events is not None:
-        bad_events = malformed_rows(events)
-        if bad_events:
-            stats["malformed_event_rows"] = len(bad_events)
-            events = events.drop(index=events.index[sorted(bad_events)])
-        events_rows = len(events)
-        events = _events_for(events, predictor, leads, source=sources["events"])
-    leads = leads.reset_index(drop=True)
-    reject_parts = []
-    bad = malformed_rows(leads)
-    # Rows cut short (or with extra fields) are rejected whole; duplicates across chunk boundaries too (one chunk
-    # alone cannot see them).
-    drop = np.zeros(total, dtype=bool)
-    if bad:
-        positions = np.asarray(sorted(bad), dtype=np.int64)
-        reject_parts.append(_reject_rows(leads, positions, [bad[int(p)] for p in positions]))
-        drop[positions] = True
-    ids = leads[id_col].astype("string").str.strip()
-    dupes = (ids.duplicated(keep="first") & ids.notna() & (ids != "")).to_numpy() & ~drop
-    # A duplicate of a malformed row is still a duplicate of a lead the file already gave.
-    if dupes.any():
-        reject_parts.append(_reject_rows(leads, np.flatnonzero(dupes), f"column {id_col!r}: duplicate lead id"))
-        drop |= dupes
-    keep_rows = np.flatnonzero(~drop)
-    leads = leads.loc[~drop].reset_index(drop=True)
-    leads.attrs.pop(MALFORMED, None)
-    keep_missing = [c for c in keep_columns if c not in leads.columns]
+    store = None
+    writer = StagedWriter(out_path)
+    rejects_writer: StagedWriter | None = None
     reference = (predictor.bundle.meta or {}).get("reference")
     drift = DriftAccumulator(reference) if reference else None
-    parts = []
-    for start in range(0, len(leads), chunk_size):
-        chunk = leads.iloc[start:start + chunk_size]
-        chunk_events = None
+    total = scored = rejected = events_rows = 0
+    keep_missing: list[str] = []
+    try:
         if events is not None:
-            chunk_ids = set(chunk[id_col].astype("string").str.strip().dropna())
-            chunk_events = events[events[spec.event_lead_id].isin(chunk_ids)]
-        result = predictor.score_detailed(chunk, chunk_events, as_of, reasons=reasons, keep_columns=keep_columns,
-                                          source=sources["leads"], events_source=sources["events"],
-                                          dedupe_events=dedupe_events)
-        parts.append(result.scores)
-        if drift is not None and result.features is not None and len(result.scores):
-            drift.add(result.features, result.scores["probability"].to_numpy())
-        rejects = result.rejects
-        if "input_row" in rejects.columns:
-            # Chunk-relative row numbers back to the file's rows.
-            rejects = rejects.assign(input_row=keep_rows[rejects["input_row"].to_numpy(dtype=int) - 1] + 1)
-        reject_parts.append(rejects)
-        for key, value in result.stats.items():
-            if isinstance(value, int | float):
-                stats[key] = stats.get(key, 0) + value
-        if progress is not None:
-            progress(min(start + chunk_size, len(leads)), len(leads))
-    if not parts:  # every row rejected before scoring: an output with the usual columns and no rows
-        parts.append(predictor.score_detailed(leads.iloc[:0], None, as_of, reasons=reasons,
-                                              keep_columns=keep_columns, source=sources["leads"]).scores)
-    scores = pd.concat(parts, ignore_index=True)
-    rejects = pd.concat(reject_parts, ignore_index=True) if reject_parts else pd.DataFrame()
-    if len(rejects) and "input_row" in rejects.columns:
-        rejects = rejects.sort_values("input_row", kind="stable").reset_index(drop=True)
-    return write_results(scores, rejects, out_path, spec=spec, total=total, stats=stats,
-                         events_given=events is not None, events_rows=events_rows, keep_missing=keep_missing,
-                         strict=strict, source=sources["leads"], drift=None if drift is None else drift.result())
+            store = EventStore(spec, threads=threads or 2, memory_limit=memory_limit)
+            for chunk in events:
+                frame = chunk.frame
+                bad = malformed_rows(frame)
+                if bad:
+                    stats["malformed_event_rows"] = stats.get("malformed_event_rows", 0) + len(bad)
+                    frame = frame.drop(index=frame.index[sorted(bad)])
+                events_rows += len(frame)
+                if spec.has_events:
+                    store.add(type_events(frame, spec, source=sources["events"]))
+                else:
+                    require_columns(frame, [spec.event_lead_id], source=sources["events"], what="event")
+                if progress is not None:
+                    progress(events_rows, _estimate(events_rows, chunk.fraction), what="reading events")
+            if dedupe_events:
+                store.deduplicate()
+        seen = _SeenIds(store.con if store is not None else _scratch())
+        first = True
+        for chunk in leads:
+            frame = chunk.frame.reset_index(drop=True)
+            offset = chunk.first_row
+            if first:
+                require_columns(frame, [id_col], source=sources["leads"], what="id")
+                keep_missing = [c for c in keep_columns if c not in frame.columns]
+                first = False
+            total += len(frame)
+            parts = []
+            bad = malformed_rows(frame)
+            # Rows cut short (or with extra fields) are rejected whole; duplicates across chunks too.
+            drop = np.zeros(len(frame), dtype=bool)
+            if bad:
+                positions = np.asarray(sorted(bad), dtype=np.int64)
+                parts.append(_reject_rows(frame, positions, [bad[int(p)] for p in positions], offset))
+                drop[positions] = True
+            ids = frame[id_col].astype("string").str.strip()
+            present = (ids.notna() & (ids != "")).to_numpy()
+            # A duplicate of a malformed row is still a duplicate of a lead the file already gave.
+            dupes = ((ids.duplicated(keep="first").to_numpy() | seen.seen(ids)) & present) & ~drop
+            if dupes.any():
+                parts.append(_reject_rows(frame, np.flatnonzero(dupes), f"column {id_col!r}: duplicate lead id",
+                                          offset))
+                drop |= dupes
+            keep_rows = np.flatnonzero(~drop)
+            kept = frame.loc[~drop].reset_index(drop=True)
+            kept.attrs.pop(MALFORMED, None)
+            result = predictor.score_detailed(kept, None, as_of, reasons=reasons, keep_columns=keep_columns,
+                                              source=sources["leads"], events_source=sources["events"],
+                                              event_store=store)
+            writer.write(result.scores)
+            scored += len(result.scores)
+            if drift is not None and result.features is not None and len(result.scores):
+                drift.add(result.features, result.scores["probability"].to_numpy())
+            chunk_rejects = result.rejects
+            if "input_row" in chunk_rejects.columns and len(chunk_rejects):
+                # Chunk-relative row numbers back to the file's rows.
+                chunk_rejects = chunk_rejects.assign(
+                    input_row=keep_rows[chunk_rejects["input_row"].to_numpy(dtype=int) - 1] + 1 + offset)
+            parts.append(chunk_rejects)
+            parts = [p for p in parts if len(p)]
+            if parts:
+                out = pd.concat(parts, ignore_index=True).sort_values("input_row", kind="stable")
+                if rejects_writer is None:
+                    rejects_writer = StagedWriter(rej_file)
+                    reject_columns = list(out.columns)
+                out = out.reindex(columns=reject_columns)
+                rejects_writer.write(out)
+                rejected += len(out)
+            for key, value in result.stats.items():
+                if isinstance(value, int | float) and key not in ("rejected_rows", "scored_rows"):
+                    stats[key] = stats.get(key, 0) + value
+            if progress is not None:
+                progress(total, _estimate(total, chunk.fraction), what="scoring leads")
+        if first:
+            raise DataError(f"{sources['leads']}: leads file has a header but no rows")
+        if writer.rows == 0:  # every row rejected before scoring: an output with the usual columns and no rows
+            writer.write(predictor.score_detailed(frame.iloc[:0], None, as_of, reasons=reasons,
+                                                  keep_columns=keep_columns, source=sources["leads"]).scores)
+        if dedupe_events and stats.get("duplicate_events"):
+            stats["duplicate_events_dropped"] = stats["duplicate_events"]
+        staged = [writer.close()] + ([rejects_writer.close()] if rejects_writer is not None else [])
+        result = finish_results(staged, out_path, spec=spec, total=total, scored=scored, rejected=rejected,
+                                stats=stats, events_given=events is not None, events_rows=events_rows,
+                                keep_missing=keep_missing, strict=strict, source=sources["leads"],
+                                drift=None if drift is None else drift.result())
+    except BaseException:
+        writer.discard()
+        if rejects_writer is not None:
+            rejects_writer.discard()
+        raise
+    finally:
+        if store is not None:
+            store.close()
+    return result
+
+
+def _estimate(done: int, fraction: float) -> int:
+    """Rows in the whole input, from the rows read so far and the share of the file they came from."""
+    return done if fraction >= 1 else max(int(done / max(fraction, 1e-9)), done)
+
+
+def _scratch():
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads TO 1")
+    return con
+
+
+def finish_results(staged: list, out_path: Path, *, spec, total: int, scored: int, rejected: int, stats: dict,
+                   events_given: bool, events_rows: int, keep_missing: Sequence[str] = (), strict: bool = False,
+                   source: str = "leads", drift: dict | None = None) -> BatchResult:
+    """Reconcile the counts, warn (or stop, `strict`, discarding the staged files), then commit the output and the
+    rejects together."""
+    rej_file = rejects_path(out_path)
+    stats = {**stats, "rejected_rows": rejected, "scored_rows": scored}
+    if scored + rejected != total:  # pragma: no cover - an invariant, not an input problem
+        discard(staged)
+        raise RuntimeError(f"lost rows: {total} in, {scored} scored + {rejected} rejected")
+    warnings = input_warnings(spec, stats, scored_rows=scored, events_given=events_given,
+                              events_rows=events_rows, keep_missing=keep_missing)
+    if strict and warnings:
+        discard(staged)
+        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+        raise DataError(f"{source}: --strict: {warnings[0]}{more}; nothing written")
+    commit(staged)
+    if not rejected and rej_file.exists():
+        rej_file.unlink()  # a stale rejects file from an earlier run would mislead
+    for line in warnings:
+        log.info("%s: %s", source, line)
+    return BatchResult(out_path, rej_file if rejected else None, total, scored, rejected, stats, tuple(warnings),
+                       drift)
 
 
 def write_results(scores: pd.DataFrame, rejects: pd.DataFrame, out_path: str | os.PathLike, *, spec, total: int,
                   stats: dict, events_given: bool, events_rows: int, keep_missing: Sequence[str] = (),
                   strict: bool = False, source: str = "leads", drift: dict | None = None) -> BatchResult:
-    """Check that no row was lost, warn (or stop, `strict`) on input unlike training's, then write the output and
-    the rejects together: both staged, both renamed, or neither. Every engine ends here."""
+    """`finish_results` for an output and rejects held in memory (the Spark engine collects its result)."""
     out_path = Path(out_path)
-    rej_file = rejects_path(out_path)
-    stats = {**stats, "rejected_rows": len(rejects), "scored_rows": len(scores)}
-    if len(scores) + len(rejects) != total:  # pragma: no cover - an invariant, not an input problem
-        raise RuntimeError(f"lost rows: {total} in, {len(scores)} scored + {len(rejects)} rejected")
-    warnings = input_warnings(spec, stats, scored_rows=len(scores), events_given=events_given,
-                              events_rows=events_rows, keep_missing=keep_missing)
-    if strict and warnings:
-        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
-        raise DataError(f"{source}: --strict: {warnings[0]}{more}; nothing written")
     staged = [stage_table(scores, out_path)]
     try:
         if len(rejects):
-            staged.append(stage_table(rejects, rej_file))
-        commit(staged)
+            staged.append(stage_table(rejects, rejects_path(out_path)))
     except BaseException:
         discard(staged)
         raise
-    if not len(rejects) and rej_file.exists():
-        rej_file.unlink()  # a stale rejects file from an earlier run would mislead
-    for line in warnings:
-        log.info("%s: %s", source, line)
-    return BatchResult(out_path, rej_file if len(rejects) else None, total, len(scores), len(rejects), stats,
-                       tuple(warnings), drift)
-
-
-def _events_for(events: pd.DataFrame, predictor: Predictor, leads: pd.DataFrame, *, source: str) -> pd.DataFrame:
-    col = predictor.spec.event_lead_id
-    require_columns(events, [col], source=source, what="event")
-    ids = set(leads[predictor.spec.id_column].astype("string").str.strip().dropna())
-    trimmed = events[col].astype("string").str.strip()
-    return events.loc[trimmed.isin(ids)].assign(**{col: trimmed[trimmed.isin(ids)]})
+    return finish_results(staged, out_path, spec=spec, total=total, scored=len(scores), rejected=len(rejects),
+                          stats=stats, events_given=events_given, events_rows=events_rows,
+                          keep_missing=keep_missing, strict=strict, source=source, drift=drift)

@@ -47,8 +47,10 @@ class Predictor:
         return self.bundle.spec
 
     def _frame(self, leads: pd.DataFrame, events: pd.DataFrame | None, as_of, *, source: str, events_source: str,
-               dedupe_events: bool = False) -> tuple[LeadFrame, pd.DataFrame, pd.DataFrame]:
+               dedupe_events: bool = False, event_store=None) -> tuple[LeadFrame, pd.DataFrame, pd.DataFrame]:
         ok, stamps, rejects, stats = prepare_leads(leads, self.spec, as_of, source=source)
+        if event_store is not None:  # a log loaded (and deduplicated) once for a whole streamed list
+            return build_lead_frame(ok, None, self.spec, stamps, stats=stats, event_store=event_store), ok, rejects
         typed_events = None
         if self.spec.has_events and events is not None:
             typed_events = type_events(events, self.spec, source=events_source)
@@ -76,6 +78,7 @@ class Predictor:
         source: str = "leads",
         events_source: str = "events",
         dedupe_events: bool = False,
+        event_store=None,
     ) -> Scored:
         """Score leads; rows that cannot be scored come back in `rejects` with a reason (nothing is lost).
 
@@ -83,7 +86,7 @@ class Predictor:
         `dedupe_events`: drop repeated event rows (same lead, time and type) instead of counting them twice.
         """
         frame, ok, rejects = self._frame(leads, events, as_of, source=source, events_source=events_source,
-                                         dedupe_events=dedupe_events)
+                                         dedupe_events=dedupe_events, event_store=event_store)
         scores = self.scorer.score_frame(frame, reasons=reasons)
         scores.insert(1, AS_OF, frame.as_of.to_numpy())
         for col in keep_columns:

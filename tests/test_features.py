@@ -93,6 +93,9 @@ def test_the_event_sql_transpiles_to_spark_with_the_same_rules():
     for name in spec.event_feature_names:
         assert f"`{name}`" in spark, name
     assert "DATEDIFF(MICROSECOND, ev.ts, l.as_of) AS DOUBLE" in spark and "FILTER(WHERE" in spark
+    from leadscore.features.spark import _to_spark
+
+    assert "FSUM" not in _to_spark(event_aggregate_sql(spec)[0]).upper()
 
 
 def test_features_ignore_every_event_after_as_of(small_world):
