@@ -26,6 +26,7 @@ from leadscore.features.io import (
     require_columns,
 )
 from leadscore.features.spec import AS_OF, MAX_EXACT, OTHER, FeatureSpec, LeadFrame, event_column_name
+from leadscore.runtime import threads
 
 log = logging.getLogger(__name__)
 
@@ -433,7 +434,7 @@ class EventStore:
     """A typed event log in a DuckDB database on disk (a temporary folder), so the log never has to fit in memory;
     `features` aggregates it for one chunk of leads with the same SQL as `event_features`."""
 
-    def __init__(self, spec: FeatureSpec, *, threads: int = 2, memory_limit: str = "1GB") -> None:
+    def __init__(self, spec: FeatureSpec, *, n_threads: int | None = None, memory_limit: str = "1GB") -> None:
         import os
         import tempfile
 
@@ -442,7 +443,7 @@ class EventStore:
         self.spec = spec
         self.folder = tempfile.mkdtemp(prefix="leadscore-events-")
         self.con = duckdb.connect(os.path.join(self.folder, "events.duckdb"))
-        self.con.execute(f"SET threads TO {max(int(threads), 1)}")
+        self.con.execute(f"SET threads TO {max(int(n_threads or threads()), 1)}")
         self.con.execute(f"SET memory_limit = '{memory_limit}'")
         self.con.execute(f"SET temp_directory = '{os.path.join(self.folder, 'spill')}'")
         self.con.execute("SET preserve_insertion_order = false")
@@ -538,7 +539,7 @@ def event_features(
     query, stats_query = event_aggregate_sql(spec)
     con = duckdb.connect()
     try:
-        con.execute("SET threads TO 2")
+        con.execute(f"SET threads TO {threads()}")
         con.register("leads_tbl", leads_tbl)
         con.register("events_tbl", events_tbl)
         agg = con.execute(query).df()

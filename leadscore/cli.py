@@ -138,8 +138,15 @@ def main_callback(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details to stderr.")] = False,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="Threads for LightGBM, DuckDB and the reasons "
+                                                                  "kernel (0: the CPUs this process may use, "
+                                                                  "cgroup quota included).")] = 0,
 ) -> None:
     """Lead conversion scores you can trust."""
+    from leadscore.runtime import passive_waiting, set_threads
+
+    passive_waiting()  # before LightGBM loads: waiting threads sleep instead of spinning on a shared machine
+    set_threads(threads)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
 

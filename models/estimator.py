@@ -6,6 +6,7 @@ from typing import Any
 
 from leadscore.features.config import ModelConfig
 from leadscore.features.spec import FeatureSpec, signed_log
+from leadscore.runtime import threads
 
 
 def lightgbm_params(config: ModelConfig, seed: int) -> dict[str, Any]:
@@ -20,7 +21,7 @@ def lightgbm_params(config: ModelConfig, seed: int) -> dict[str, Any]:
         "subsample_freq": 1 if config.bagging_fraction < 1 else 0,
         "reg_lambda": config.reg_lambda,
         "random_state": seed,
-        "n_jobs": 2,
+        "n_jobs": threads(),
         "deterministic": True,
         "force_row_wise": True,
         "verbose": -1,

@@ -23,6 +23,7 @@ import numpy as np
 
 from leadscore.features.spec import FeatureSpec, signed_log
 from leadscore.models.explain import tree_contributions
+from leadscore.runtime import threads
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ class TreeMargin:
         self.num_threads = num_threads
 
     def _threads(self) -> dict[str, int]:
-        return {"num_threads": self.num_threads} if self.num_threads > 0 else {}
+        return {"num_threads": self.num_threads if self.num_threads > 0 else threads()}
 
     def margin(self, X) -> np.ndarray:
         return np.asarray(self.booster.predict(X, raw_score=True, **self._threads()), dtype="float64")
@@ -229,7 +230,7 @@ class TreeMargin:
         tables = self.shap_tables()
         if tables is None:
             return tree_contributions(self.booster, X, **self._threads())
-        return tables.contributions(np.asarray(X, dtype="float64"), threads=self.num_threads)
+        return tables.contributions(np.asarray(X, dtype="float64"), threads=self.num_threads or threads())
 
     def shap_tables(self):
         """The booster's TreeSHAP tables, built on first use (None when the kernel does not cover the model)."""

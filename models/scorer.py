@@ -48,8 +48,33 @@ def _format_value(value) -> str:
 
 
 def top_reasons(contributions: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the k largest contributions by size, per row (ties keep the feature order)."""
-    return np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+    """Column indices of the k largest contributions by size, per row (ties keep the feature order).
+
+    A partial selection (`argpartition`), then a stable sort of the k chosen; the rows where a tie at the k-th
+    size could have been cut either way get the full stable sort, so the result is exactly a stable argsort's.
+    """
+    size = np.abs(np.asarray(contributions, dtype="float64"))
+    n, width = size.shape
+    if k <= 0 or n == 0:
+        return np.zeros((n, max(k, 0)), dtype=np.int64)
+    if k >= width:
+        return np.argsort(-size, axis=1, kind="stable")[:, :k]
+    chosen = np.sort(np.argpartition(-size, k - 1, axis=1)[:, :k], axis=1)
+    order = np.argsort(-np.take_along_axis(size, chosen, axis=1), axis=1, kind="stable")
+    top = np.take_along_axis(chosen, order, axis=1)
+    kth = np.take_along_axis(size, top[:, -1:], axis=1)
+    ties = (size >= kth).sum(axis=1) > k
+    if ties.any():
+        top[ties] = np.argsort(-size[ties], axis=1, kind="stable")[:, :k]
+    return top
+
+
+def format_values(values) -> np.ndarray:
+    """`_format_value` of each cell (missing as "missing"), computed once per distinct value."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values,
+                                  use_na_sentinel=True)
+    shown = np.asarray([_format_value(shown_value(u)) for u in uniques] + ["missing"], dtype=object)
+    return shown[np.where(codes < 0, len(uniques), codes)]
 
 
 def shown_value(value):
@@ -124,17 +149,23 @@ class ModelScorer:
         order = top_reasons(values, k)
         names = np.asarray(contrib.columns, dtype=object)
         feature_values = features.reset_index(drop=True)
-        cols: dict[str, list] = {}
+        position = {name: i for i, name in enumerate(feature_values.columns)}
+        cols: dict[str, object] = {}
         rows = np.arange(len(values))
         for j in range(k):
             idx = order[:, j]
             feat = names[idx]
             amount = values[rows, idx]
-            shown = [shown_value(feature_values.at[i, f]) for i, f in zip(rows, feat, strict=True)]
-            cols[f"reason_{j + 1}_feature"] = list(feat)
-            cols[f"reason_{j + 1}_value"] = [_format_value(v) for v in shown]
-            cols[f"reason_{j + 1}_contribution"] = list(amount)
-            cols[f"reason_{j + 1}"] = [reason_text(f, v, c) for f, v, c in zip(feat, shown, amount, strict=True)]
+            # Each feature's cells are formatted once per distinct value, for the rows that show it.
+            shown = np.empty(len(values), dtype=object)
+            for f in np.unique(idx):
+                sel = idx == f
+                shown[sel] = format_values(feature_values.iloc[:, position[names[f]]].to_numpy(dtype=object)[sel])
+            points = np.char.mod("%+.1f", amount * 100).astype(object)
+            cols[f"reason_{j + 1}_feature"] = feat
+            cols[f"reason_{j + 1}_value"] = shown
+            cols[f"reason_{j + 1}_contribution"] = amount
+            cols[f"reason_{j + 1}"] = feat + " = " + shown + " (" + points + " pts)"
         return pd.DataFrame(cols)
 
     def score_frame(self, frame: LeadFrame, *, reasons: bool = True) -> pd.DataFrame:

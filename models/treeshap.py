@@ -181,7 +181,9 @@ class TreeShapTables:
             tree_table_start.append(tree_table_start[-1] + ((1 << int(splits[t])) * len(feats) if small[t] else 0))
         tree_feature = np.asarray(tree_features, dtype=i64)
         tree_table = np.zeros(tree_table_start[-1], dtype=np.float64)
-        _tree_table_kernel()(small, tree_node_start_a, tree_leaf_start_a, np.asarray(feature_start, dtype=i64),
+        from leadscore.models.treeshap_kernels import fill_tree_tables
+
+        fill_tree_tables(small, tree_node_start_a, tree_leaf_start_a, np.asarray(feature_start, dtype=i64),
                              tree_feature, np.asarray(tree_table_start, dtype=i64), tree_table,
                              np.asarray(leaf_path_start, dtype=i64), np.asarray(path_node, dtype=i64),
                              np.asarray(path_left, dtype=bool), np.asarray(path_slot, dtype=i64),
@@ -216,7 +218,8 @@ class TreeShapTables:
         out = np.zeros((X.shape[0], self.n_features + 1), dtype=np.float64)
         if X.shape[0] == 0:
             return out
-        kernel = _kernel()
+        from leadscore.models.treeshap_kernels import rows as kernel
+
         previous = None
         if threads > 0:
             import numba
@@ -249,231 +252,13 @@ def _shapley_weights(d: int) -> np.ndarray:
 
 def _fill_tables(values, zero_start, zero_flat, table_start, table) -> None:
     """Per leaf and pattern of satisfied slots: value x (o_s - z_s) x sum over coalitions of the others."""
-    fill = _table_kernel()
+    from leadscore.models.treeshap_kernels import fill_leaf_tables
+
     max_d = int(np.max(np.diff(zero_start), initial=0))
     weights = np.zeros((max_d + 1, max(max_d, 1)), dtype=np.float64)
     for d in range(1, max_d + 1):
         weights[d, :d] = _shapley_weights(d)
-    fill(values, zero_start, zero_flat, table_start, table, weights)
-
-
-_KERNELS: dict[str, object] = {}
-
-
-def _table_kernel():
-    if "table" not in _KERNELS:
-        import numba
-
-        @numba.njit(cache=True, parallel=True)
-        def fill(values, zero_start, zero_flat, table_start, table, weights):  # pragma: no cover - compiled
-            n_leaves = len(values)
-            for leaf in numba.prange(n_leaves):
-                d = zero_start[leaf + 1] - zero_start[leaf]
-                if d == 0:
-                    continue
-                z = zero_flat[zero_start[leaf]:zero_start[leaf + 1]]
-                v = values[leaf]
-                poly = np.zeros(d + 1)
-                rest = np.zeros(d)
-                for pattern in range(1 << d):
-                    # F(t) = prod_s (z_s + o_s t): coefficient k sums the coalitions of k satisfied features.
-                    poly[:] = 0.0
-                    poly[0] = 1.0
-                    size = 0
-                    for s in range(d):
-                        o = (pattern >> s) & 1
-                        if o:
-                            for k in range(size + 1, 0, -1):
-                                poly[k] = poly[k] * z[s] + poly[k - 1]
-                            poly[0] = poly[0] * z[s]
-                            size += 1
-                        else:
-                            for k in range(size + 1):
-                                poly[k] = poly[k] * z[s]
-                    base = table_start[leaf] + pattern * d
-                    for s in range(d):
-                        o = (pattern >> s) & 1
-                        # The others' polynomial: F divided by this slot's factor.
-                        if o:
-                            # (z + t) g(t) = F(t), from the top: g[k-1] = F[k] - z g[k]
-                            top = size - 1
-                            rest[top] = poly[size]
-                            for k in range(top, 0, -1):
-                                rest[k - 1] = poly[k] - z[s] * rest[k]
-                            n_rest = top + 1
-                        else:
-                            for k in range(size + 1):
-                                rest[k] = poly[k] / z[s]
-                            n_rest = size + 1
-                        acc = 0.0
-                        for k in range(n_rest):
-                            acc += weights[d, k] * rest[k]
-                        table[base + s] = v * (o - z[s]) * acc
-
-        _KERNELS["table"] = fill
-    return _KERNELS["table"]
-
-
-def _tree_table_kernel():
-    if "trees" not in _KERNELS:
-        import numba
-
-        @numba.njit(cache=True, parallel=True)
-        def fill(small, tree_node_start, tree_leaf_start, feature_start, tree_feature, tree_table_start, tree_table,
-                 leaf_path_start, path_node, path_left, path_slot, leaf_slot_start, slot_feature, table_start,
-                 table):  # pragma: no cover - compiled
-            for t in numba.prange(len(small)):
-                if not small[t]:
-                    continue
-                first_node = tree_node_start[t]
-                m = tree_node_start[t + 1] - first_node
-                f0 = feature_start[t]
-                q = feature_start[t + 1] - f0
-                for decisions in range(1 << m):
-                    row = tree_table_start[t] + decisions * q
-                    for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
-                        d = leaf_slot_start[leaf + 1] - leaf_slot_start[leaf]
-                        pattern = (1 << d) - 1
-                        for p in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
-                            went_left = (decisions >> (path_node[p] - first_node)) & 1
-                            if went_left != path_left[p]:
-                                pattern &= ~(1 << path_slot[p])
-                        base = table_start[leaf] + pattern * d
-                        for s in range(d):
-                            feature = slot_feature[leaf_slot_start[leaf] + s]
-                            for j in range(q):
-                                if tree_feature[f0 + j] == feature:
-                                    tree_table[row + j] += table[base + s]
-                                    break
-
-        _KERNELS["trees"] = fill
-    return _KERNELS["trees"]
-
-
-def _kernel():
-    if "rows" not in _KERNELS:
-        import numba
-
-        @numba.njit(inline="always")
-        def goes_left(x, node, node_threshold, node_categorical, node_default_left, node_missing, node_cat_start,
-                      node_cat_end, cat_values, zero):  # pragma: no cover - compiled
-            if node_categorical[node]:
-                if np.isnan(x):
-                    return False
-                iv = int(x)
-                if iv < 0:
-                    return False
-                for c in range(node_cat_start[node], node_cat_end[node]):
-                    if cat_values[c] == iv:
-                        return True
-                return False
-            missing = node_missing[node]
-            if np.isnan(x) and missing != 2:
-                x = 0.0
-            if (missing == 1 and -zero <= x <= zero) or (missing == 2 and np.isnan(x)):
-                return node_default_left[node]
-            return x <= node_threshold[node]
-
-        @numba.njit(inline="always")
-        def block_decisions(Xb, count, first_node, m, node_feature, node_threshold, node_categorical,
-                            node_default_left, node_missing, node_cat_start, node_cat_end, cat_values, zero,
-                            decisions):  # pragma: no cover - compiled
-            # One split at a time over the block's rows (contiguous, branch-free for numeric splits).
-            for i in range(count):
-                decisions[i] = 0
-            for k in range(m):
-                node = first_node + k
-                f = node_feature[node]
-                bit = np.uint64(1) << np.uint64(k)
-                if node_categorical[node]:
-                    for i in range(count):
-                        if goes_left(Xb[f, i], node, node_threshold, node_categorical, node_default_left,
-                                     node_missing, node_cat_start, node_cat_end, cat_values, zero):
-                            decisions[i] |= bit
-                    continue
-                thr = node_threshold[node]
-                dl = node_default_left[node]
-                missing = node_missing[node]
-                if missing == 2:  # NaN goes the default way
-                    for i in range(count):
-                        x = Xb[f, i]
-                        go = (x <= thr) | ((x != x) & dl)
-                        decisions[i] |= bit * np.uint64(go)
-                elif missing == 1:  # NaN reads as 0; zero goes the default way
-                    for i in range(count):
-                        x = Xb[f, i]
-                        z = (x != x) | ((x >= -zero) & (x <= zero))
-                        go = (z & dl) | (~z & (x <= thr))
-                        decisions[i] |= bit * np.uint64(go)
-                else:  # NaN reads as 0
-                    zero_left = 0.0 <= thr
-                    for i in range(count):
-                        x = Xb[f, i]
-                        go = (x <= thr) | ((x != x) & zero_left)
-                        decisions[i] |= bit * np.uint64(go)
-
-        @numba.njit(cache=True, parallel=True)
-        def rows(X, out, node_feature, node_threshold, node_categorical, node_default_left, node_missing,
-                 node_cat_start, node_cat_end, cat_values, tree_node_start, tree_leaf_start, leaf_path_start,
-                 path_node, path_left, path_slot, leaf_slot_start, slot_feature, leaf_table_start, table,
-                 tree_small, tree_feature_start, tree_feature, tree_table_start, tree_table,
-                 zero):  # pragma: no cover - compiled
-            n, k_features = X.shape
-            n_trees = len(tree_node_start) - 1
-            widest = 1
-            for t in range(n_trees):
-                widest = max(widest, tree_node_start[t + 1] - tree_node_start[t])
-            block = 128
-            n_blocks = (n + block - 1) // block
-            for b in numba.prange(n_blocks):
-                start = b * block
-                count = min(n, start + block) - start
-                Xb = np.empty((k_features, block))
-                for i in range(count):
-                    for f in range(k_features):
-                        Xb[f, i] = X[start + i, f]
-                decisions = np.zeros(block, dtype=np.uint64)
-                left = np.zeros(widest, dtype=np.bool_)
-                for t in range(n_trees):
-                    first_node = tree_node_start[t]
-                    m = tree_node_start[t + 1] - first_node
-                    if m == 0:
-                        continue
-                    if m <= 64:
-                        block_decisions(Xb, count, first_node, m, node_feature, node_threshold, node_categorical,
-                                        node_default_left, node_missing, node_cat_start, node_cat_end, cat_values,
-                                        zero, decisions)
-                    if tree_small[t]:
-                        f0 = tree_feature_start[t]
-                        q = tree_feature_start[t + 1] - f0
-                        for i in range(count):
-                            row = tree_table_start[t] + np.int64(decisions[i]) * q
-                            for j in range(q):
-                                out[start + i, tree_feature[f0 + j]] += tree_table[row + j]
-                        continue
-                    for i in range(count):
-                        if m <= 64:
-                            for k in range(m):
-                                left[k] = (decisions[i] >> np.uint64(k)) & np.uint64(1)
-                        else:
-                            for k in range(m):
-                                node = first_node + k
-                                left[k] = goes_left(Xb[node_feature[node], i], node, node_threshold,
-                                                    node_categorical, node_default_left, node_missing,
-                                                    node_cat_start, node_cat_end, cat_values, zero)
-                        for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
-                            d = leaf_slot_start[leaf + 1] - leaf_slot_start[leaf]
-                            pattern = (1 << d) - 1
-                            for p in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
-                                if left[path_node[p] - first_node] != path_left[p]:
-                                    pattern &= ~(1 << path_slot[p])
-                            base = leaf_table_start[leaf] + pattern * d
-                            first = leaf_slot_start[leaf]
-                            for s in range(d):
-                                out[start + i, slot_feature[first + s]] += table[base + s]
-
-        _KERNELS["rows"] = rows
-    return _KERNELS["rows"]
+    fill_leaf_tables(values, zero_start, zero_flat, table_start, table, weights)
 
 
 def build_tables(booster) -> TreeShapTables:

@@ -186,7 +186,7 @@ def score_chunks(
     keep_missing: list[str] = []
     try:
         if events is not None:
-            store = EventStore(spec, threads=threads or 2, memory_limit=memory_limit)
+            store = EventStore(spec, n_threads=threads or None, memory_limit=memory_limit)
             for chunk in events:
                 frame = chunk.frame
                 bad = malformed_rows(frame)

@@ -113,3 +113,42 @@ def test_what_the_kernel_does_not_cover_falls_back_to_lightgbm(monkeypatch):
     kernel = TreeMargin(booster)
     assert kernel.shap_tables() is not None
     assert np.abs(kernel.contributions(X) - want).max() <= 1e-9
+
+
+def test_top_reasons_equal_a_stable_full_sort_ties_included():
+    from leadscore.models.scorer import top_reasons
+
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(3000, 12))
+    values[::7, :6] = 0.0  # many exact ties at zero
+    values[::5, 3] = -values[::5, 4]  # ties in size with opposite signs
+    values[1::11] = np.round(values[1::11], 1)
+    for k in (1, 3, 5, 12):
+        want = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :k]
+        assert np.array_equal(top_reasons(values, k), want), k
+
+
+def test_reason_text_is_built_per_value_as_the_single_lead_path_builds_it():
+    import pandas as pd
+
+    from leadscore.models.scorer import _format_value, format_values, reason_text, shown_value
+
+    cells = [3.0, 1234567.0, 0.000123, None, float("nan"), "webinar", 12.5, -0.0, 2 ** 40, 1234.5, pd.NA]
+    got = format_values(np.asarray(cells, dtype=object))
+    assert list(got) == [_format_value(shown_value(v)) for v in cells]
+    amount = np.asarray([0.0812, -0.00049, 0.0])
+    points = np.char.mod("%+.1f", amount * 100)
+    assert [f"f = v ({p} pts)" for p in points] == [reason_text("f", "v", a) for a in amount]
+
+
+def test_threads_default_to_the_cpus_this_process_may_use():
+    import os
+
+    from leadscore.runtime import available_cpus, set_threads, threads
+
+    allowed = len(os.sched_getaffinity(0))
+    assert 1 <= available_cpus() <= allowed
+    try:
+        assert set_threads(1) == 1 and threads() == 1
+    finally:
+        assert set_threads(0) == available_cpus()

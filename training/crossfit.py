@@ -94,9 +94,12 @@ def make_folds(frame: LeadFrame, rows: np.ndarray, k: int, seed: int) -> tuple[n
     return folds, "stratified"
 
 
-def lightgbm_presets(config: ModelConfig, n_rows: int, seed: int, threads: int = 2) -> dict[str, dict[str, Any]]:
+def lightgbm_presets(config: ModelConfig, n_rows: int, seed: int, threads: int | None = None
+                     ) -> dict[str, dict[str, Any]]:
     """LightGBM parameter sets to try: the configured one, LightGBM's defaults, and a small-data preset."""
-    common = {"objective": "binary", "seed": seed, "num_threads": threads, "deterministic": True,
+    from leadscore.runtime import threads as available
+
+    common = {"objective": "binary", "seed": seed, "num_threads": threads or available(), "deterministic": True,
               "force_row_wise": True, "verbose": -1, "feature_pre_filter": False}
     configured = {**common, "learning_rate": config.learning_rate, "num_leaves": config.num_leaves,
                   "min_data_in_leaf": config.min_child_samples, "feature_fraction": config.feature_fraction,
