@@ -70,11 +70,15 @@ def _run(func, *args, **kwargs):
 
 
 def _steps(quiet: bool):
+    """Progress of a job in stages: one line per stage, with the time since the job started."""
+    import time
+
     console = _console()
+    started = time.monotonic()
 
     def step(message: str) -> None:
         if not quiet:
-            console.print(f"[cyan]>[/] {message}", highlight=False)
+            console.print(f"[cyan]>[/] {message} [dim]({time.monotonic() - started:,.0f} s)[/]", highlight=False)
 
     return step
 

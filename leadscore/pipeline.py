@@ -40,8 +40,8 @@ def _noop(_: str) -> None:
     return None
 
 
-def write_run_artifacts(result: TrainResult, directory: str | os.PathLike, *, full_report: bool = True
-                        ) -> dict[str, Path]:
+def write_run_artifacts(result: TrainResult, directory: str | os.PathLike, *, full_report: bool = True,
+                        step: Step | None = None) -> dict[str, Path]:
     """The run's report (plots, model card, segments, backtest, report.html) and JSON summaries, in a folder.
 
     Keys starting with "plots" are PNGs; the caller logs everything with the MLflow run.
@@ -50,7 +50,7 @@ def write_run_artifacts(result: TrainResult, directory: str | os.PathLike, *, fu
 
     directory = Path(directory)
     if full_report:
-        files = dict(write_report(result, directory, segment_columns=result.config.segment_columns))
+        files = dict(write_report(result, directory, segment_columns=result.config.segment_columns, step=step))
     else:  # the two essential plots only (quick runs, tests)
         test = result.test_frame
         from leadscore.training.train import _baseline_input
@@ -91,10 +91,11 @@ def train_and_log(
     workdir = Path(workdir)
     tracking_uri = tracking_uri or default_tracking_uri(workdir)
     step("training LightGBM + logistic baseline (time split)")
-    result = train_model(leads, outcomes, events, config, data_end=data_end, truth=truth, sources=sources)
+    result = train_model(leads, outcomes, events, config, data_end=data_end, truth=truth, sources=sources,
+                         step=step)
     step("writing the report (plots, model card, segments, backtest)")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    files = write_run_artifacts(result, workdir / "reports" / stamp, full_report=full_report)
+    files = write_run_artifacts(result, workdir / "reports" / stamp, full_report=full_report, step=step)
     result.report_files = files
     step(f"logging to MLflow ({tracking_uri})")
     groups: dict[str, list[Path]] = {"plots": [], "reports": []}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -610,3 +611,30 @@ def test_score_shows_progress_in_plain_lines_when_not_on_a_terminal(kit, tmp_pat
     code, stdout, stderr = run("score", "--model", model, "--leads", lp, "--events", ep, "--out", tmp_path / "j.csv",
                                "--as-of", AS_OF, "--json")
     assert code == 0 and "scoring leads" not in stderr  # --json keeps stderr quiet
+
+
+def test_small_chunks_give_the_output_and_rejects_of_one_chunk(kit, tmp_path):
+    """Duplicates across chunk boundaries, malformed rows and bad values land as with the list in one piece."""
+    model, leads, events = kit
+    bad = leads.head(260).copy()
+    bad = pd.concat([bad, bad.iloc[[3, 120]]], ignore_index=True)  # duplicates of rows in earlier chunks
+    bad["employees"] = bad["employees"].astype(object)
+    bad.loc[50, "employees"] = "lots"
+    bad.loc[77, "lead_id"] = None
+    lp = write(bad, tmp_path / "leads.csv")
+    lines = lp.read_text().splitlines()
+    lines[140] = lines[140] + ",surplus"
+    lp.write_text("\n".join(lines) + "\n")
+    ep = write(events, tmp_path / "events.csv")
+    base = ["score", "--model", model, "--leads", lp, "--events", ep, "--as-of", AS_OF, "--json"]
+    code, out, err = run(*base, "--out", tmp_path / "one.csv")
+    assert code == 0, err
+    code, out_small, err = run(*base, "--out", tmp_path / "small.csv", "--chunk-size", "37")
+    assert code == 0, err
+    one, small = json.loads(out), json.loads(out_small)
+    assert (small["scored_rows"], small["rejected_rows"]) == (one["scored_rows"], one["rejected_rows"])
+    assert small["input_rows"] == small["scored_rows"] + small["rejected_rows"] == len(bad)
+    pd.testing.assert_frame_equal(read_table(tmp_path / "small.csv"), read_table(tmp_path / "one.csv"))
+    pd.testing.assert_frame_equal(read_table(tmp_path / "small.rejects.csv"), read_table(tmp_path / "one.rejects.csv"))
+    reasons = read_table(tmp_path / "small.rejects.csv")["reject_reason"].tolist()
+    assert reasons.count("column 'lead_id': duplicate lead id") == 2 and any("fields" in r for r in reasons)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -117,3 +118,40 @@ def test_numbers_flag_bad_cells_and_read_booleans():
     numbers, bad = parse_numbers(pd.Series(["1", "2.5", "abc", None, "true"]), source="s", column="c")
     assert numbers.iloc[[0, 1, 4]].tolist() == [1.0, 2.5, 1.0]
     assert bad.tolist() == [False, False, True, False, False]
+
+
+def test_reading_in_blocks_gives_the_whole_file_reading(tmp_path):
+    """Record boundaries outside quotes, CRLF, a BOM, quoted line breaks and a malformed row split across blocks."""
+    from leadscore.features.io import MALFORMED, iter_table
+
+    rows = []
+    for i in range(3000):
+        note = f'"line one\r\nline two, with ""quotes"" {i}"' if i % 13 == 0 else f"plain {i}"
+        rows.append(f"L{i:05d},{note},{i * 1.5}")
+    rows.insert(1234, "L_bad,too,many,fields")
+    rows.insert(2222, "L_short")
+    text = "\ufeffid,note,value\r\n" + "\r\n".join(rows) + "\r\n"
+    path = tmp_path / "notes.csv"
+    path.write_bytes(text.encode("utf-8"))
+    whole = read_table(path)
+    chunks = list(iter_table(path, rows=500, block_bytes=4096))
+    assert len(chunks) > 20 and chunks[-1].fraction == 1.0
+    joined = pd.concat([c.frame for c in chunks], ignore_index=True)
+    pd.testing.assert_frame_equal(joined, whole)
+    notes = {c.first_row + k: v for c in chunks for k, v in c.frame.attrs.get(MALFORMED, {}).items()}
+    assert notes == whole.attrs[MALFORMED] and len(notes) == 2
+    assert [c.first_row for c in chunks] == list(np.cumsum([0] + [len(c.frame) for c in chunks[:-1]]))
+
+
+def test_staged_writer_appends_chunks_and_commits_once(tmp_path):
+    from leadscore.features.io import StagedWriter, commit
+
+    for name in ("out.csv", "out.parquet"):
+        writer = StagedWriter(tmp_path / name)
+        writer.write(pd.DataFrame({"a": ["=1+1", None], "b": [1.0, 2.0]}))
+        writer.write(pd.DataFrame({"a": [None, None], "b": [3.0, 4.0]}))  # an all-empty text column fits
+        assert not (tmp_path / name).exists()
+        commit([writer.close()])
+        back = read_table(tmp_path / name)
+        assert len(back) == 4 and back["a"].iloc[0] == "'=1+1" if name.endswith("csv") else len(back) == 4
+        assert not list(tmp_path.glob(f".{name}.*"))

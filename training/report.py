@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -166,7 +166,7 @@ def render_html(title: str, metrics: pd.DataFrame, images: dict[str, Path], segm
 
 def write_report(result: TrainResult, directory: str | os.PathLike, *, version: str | None = None,
                  segment_columns: Sequence[str] | None = None, backtest: bool = True,
-                 learning_curve: bool = True) -> dict[str, Path]:
+                 learning_curve: bool = True, step: Callable[[str], None] | None = None) -> dict[str, Path]:
     """Write every plot, model_card.md, segments.csv, backtest.csv and a self-contained report.html.
 
     Returns name -> path for every file written (keys starting with "plots_" are images).
@@ -176,11 +176,19 @@ def write_report(result: TrainResult, directory: str | os.PathLike, *, version: 
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    def lap(step: str) -> None:
+    announce = step or (lambda message: None)
+
+    def lap(stage: str) -> None:
         nonlocal started
         now = time.perf_counter()
-        timings[step] = now - started
+        timings[stage] = now - started
         started = now
+        following = {"curves": "report: SHAP summary and dependence plots", "shap": "report: learning curve",
+                     "learning_curve": "report: rolling backtest (monthly folds)"}.get(stage)
+        if following:
+            announce(following)
+
+    announce("report: reliability, gains, ROC/PR and band plots")
 
     files: dict[str, Path] = {}
     images: dict[str, Path] = {}

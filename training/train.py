@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,6 +248,7 @@ def train_model(
     data_end: pd.Timestamp | None = None,
     truth: pd.Series | None = None,
     sources: dict[str, str] | None = None,
+    step: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Labels, point-in-time features, checks, time split, LightGBM + calibration, logistic baseline, metrics.
 
@@ -255,6 +257,9 @@ def train_model(
     probability, for the error against the truth.
     """
     config = config or TrainConfig()
+    if step is not None:
+        step(f"building point-in-time features ({len(leads):,} leads"
+             + (f", {len(events):,} events)" if events is not None else ")"))
     prepared = prepare_training_data(leads, outcomes, events, config, data_end=data_end, sources=sources)
     spec, frame, split, counts = prepared.spec, prepared.frame, prepared.split, prepared.counts
     tuning = None
@@ -266,7 +271,7 @@ def train_model(
     if split.cross_fit_folds:
         from leadscore.training.crossfit import select_learner
 
-        selection = select_learner(frame, split.train, config)
+        selection = select_learner(frame, split.train, config, step=step)
         model, margin_cal, y_cal = selection.model, selection.oof_margin, frame.y[split.train]
         method, calibration_cv = selection.calibration, selection.calibration_cv
         fit_info: dict[str, Any] = {
