@@ -184,19 +184,68 @@ class LinearMargin:
         return cls(encoder, clf.coef_[0], float(clf.intercept_[0]), Z.mean(axis=0), c)
 
     def margin(self, X: np.ndarray) -> np.ndarray:
-        Z, _ = self.encoder.transform(np.asarray(X, dtype="float64"))
-        return self.intercept + Z @ self.coef
+        X = np.asarray(X, dtype="float64")
+        out = np.full(len(X), self.intercept)
+        for j, term in enumerate(self._terms()):
+            out += term(X[:, j])
+        return out
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """(n, k + 1): per source feature sum of coef x (z - mean z); last column the bias."""
         X = np.asarray(X, dtype="float64")
-        Z, groups = self.encoder.transform(X)
         k = X.shape[1]
-        parts = (Z - self.design_mean) * self.coef
         out = np.zeros((len(X), k + 1))
-        np.add.at(out.T, groups, parts.T)
+        for j, term in enumerate(self._terms()):
+            out[:, j] = term(X[:, j]) - self._term_means[j]
         out[:, k] = self.intercept + float(self.design_mean @ self.coef)
         return out
+
+    def _terms(self) -> list:
+        """Each feature's share of the margin as a function of its column, coef . (its design columns), without
+        building the design matrix: a table lookup for a category, a line for a number, and for a spline column
+        the spline with the coefficients as its control points (one cubic spline, evaluated by scipy)."""
+        if getattr(self, "_term_list", None) is not None:
+            return self._term_list
+        from scipy.interpolate import BSpline
+
+        terms, means, start = [], [], 0
+        for col in self.encoder.columns_:
+            if col["kind"] == "categorical":
+                width = col["levels"] + 1
+                weights = self.coef[start:start + width]
+
+                def term(x, weights=weights, levels=col["levels"]):
+                    codes = np.clip(np.where(np.isnan(x), levels, x).astype(np.int64), 0, levels)
+                    return weights[codes]
+            else:
+                knots = np.asarray(col.get("knots", ()), dtype="float64")
+                width = (len(knots) + 2 if len(knots) else 1) + (1 if col["indicator"] else 0)
+                weights = self.coef[start:start + width]
+                lo, hi = (float(knots[0]), float(knots[-1])) if len(knots) else (0.0, 0.0)
+                curve = None
+                if len(knots):
+                    k = SPLINE_DEGREE
+                    t = np.concatenate([np.repeat(knots[:1], k), knots, np.repeat(knots[-1:], k)])
+                    curve = BSpline(t, weights[:len(knots) + 2], k, extrapolate=True)
+
+                def term(x, col=col, weights=weights, curve=curve, lo=lo, hi=hi):
+                    z = signed_log(x)
+                    missing = np.isnan(z)
+                    filled = np.where(missing, col["median"], z)
+                    if curve is not None:
+                        value = curve(np.clip(filled, lo, hi))
+                    else:
+                        value = weights[0] * ((filled - col["center"]) / col["scale"])
+                    if col["indicator"]:
+                        value = value + weights[-1] * missing
+                    return value
+            terms.append(term)
+            means.append(float(self.design_mean[start:start + width] @ self.coef[start:start + width]))
+            start += width
+        if start != len(self.coef):  # pragma: no cover - the encoder and the coefficients disagree
+            raise ValueError(f"design has {start} columns, the model {len(self.coef)} coefficients")
+        self._term_list, self._term_means = terms, np.asarray(means)
+        return terms
 
     def to_dict(self) -> dict[str, Any]:
         return {"encoder": self.encoder.to_dict(), "coef": self.coef.tolist(), "intercept": self.intercept,
@@ -223,7 +272,11 @@ class TreeMargin:
         return {"num_threads": self.num_threads if self.num_threads > 0 else threads()}
 
     def margin(self, X) -> np.ndarray:
-        return np.asarray(self.booster.predict(X, raw_score=True, **self._threads()), dtype="float64")
+        """The raw score: from the kernel's decision tables (equal to LightGBM's, ~2x its speed), else LightGBM."""
+        tables = self.shap_tables()
+        if tables is None:
+            return np.asarray(self.booster.predict(X, raw_score=True, **self._threads()), dtype="float64")
+        return tables.margin(np.asarray(X, dtype="float64"), threads=self.num_threads or threads())
 
     def contributions(self, X) -> np.ndarray:
         """Exact TreeSHAP on the margin: the pattern-table kernel (`models.treeshap`), else LightGBM's own."""

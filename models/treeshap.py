@@ -70,6 +70,12 @@ class TreeShapTables:
     tree_feature: np.ndarray  # int64: the distinct split features of each small tree
     tree_table_start: np.ndarray  # int64 (n_trees + 1) into tree_table
     tree_table: np.ndarray  # float64: per small tree, 2^m rows of one value per distinct feature
+    # the margin: every leaf's value, one-leaf trees summed into a constant, and per small tree the value of the
+    # leaf each decision vector reaches
+    leaf_values: np.ndarray  # float64 (n_leaves)
+    margin_constant: float
+    tree_decision_start: np.ndarray  # int64 (n_trees + 1) into leaf_value_of
+    leaf_value_of: np.ndarray  # float64
 
     @classmethod
     def build(cls, booster) -> TreeShapTables:
@@ -85,11 +91,12 @@ class TreeShapTables:
         leaf_path_start, path_node, path_left, path_slot = [0], [], [], []
         leaf_slot_start, slot_feature = [0], []
         leaf_value, leaf_zero = [], []  # per leaf: value, and the zero fraction of each slot
-        bias = 0.0
+        bias = constant = 0.0
         for info in dump["tree_info"]:
             root = info["tree_structure"]
             if "leaf_value" in root and "split_index" not in root:  # a one-leaf tree: only the bias moves
                 bias += float(root["leaf_value"])
+                constant += float(root["leaf_value"])
                 tree_node_start.append(len(nodes["feature"]))
                 tree_leaf_start.append(len(leaf_value))
                 continue
@@ -189,7 +196,20 @@ class TreeShapTables:
                              np.asarray(path_left, dtype=bool), np.asarray(path_slot, dtype=i64),
                              np.asarray(leaf_slot_start, dtype=i64), np.asarray(slot_feature, dtype=i64),
                              table_start, table)
+        decision_start = [0]
+        for t in range(len(splits)):
+            decision_start.append(decision_start[-1] + ((1 << int(splits[t])) if small[t] else 0))
+        decision_start_a = np.asarray(decision_start, dtype=i64)
+        leaf_values = np.asarray(leaf_value, dtype=np.float64)
+        leaf_value_of = np.zeros(decision_start[-1], dtype=np.float64)
+        from leadscore.models.treeshap_kernels import fill_leaf_of_decisions
+
+        fill_leaf_of_decisions(small, tree_node_start_a, tree_leaf_start_a, decision_start_a, leaf_value_of,
+                               leaf_values, np.asarray(leaf_path_start, dtype=i64), np.asarray(path_node, dtype=i64),
+                               np.asarray(path_left, dtype=bool))
         return cls(
+            leaf_values=leaf_values, margin_constant=float(constant), tree_decision_start=decision_start_a,
+            leaf_value_of=leaf_value_of,
             n_features=n_features, bias=float(bias),
             node_feature=np.asarray(nodes["feature"], dtype=i64),
             node_threshold=np.asarray(nodes["threshold"], dtype=np.float64),
@@ -210,6 +230,23 @@ class TreeShapTables:
             tree_table_start=np.asarray(tree_table_start, dtype=i64), tree_table=tree_table,
         )
 
+    def margin(self, X: np.ndarray, *, threads: int = 0) -> np.ndarray:
+        """LightGBM's raw score of each row (the trees' leaf values summed in order), from the same decisions."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"expected {self.n_features} columns, got {X.shape}")
+        out = np.zeros(X.shape[0], dtype=np.float64)
+        if X.shape[0] == 0:
+            return out
+        from leadscore.models.treeshap_kernels import margins
+
+        with _numba_threads(threads):
+            margins(X, out, self.node_feature, self.node_threshold, self.node_categorical, self.node_default_left,
+                    self.node_missing, self.node_cat_start, self.node_cat_end, self.cat_values, self.tree_node_start,
+                    self.tree_leaf_start, self.leaf_path_start, self.path_node, self.path_left, self.leaf_values,
+                    self.tree_small, self.tree_decision_start, self.leaf_value_of, self.margin_constant, _ZERO)
+        return out
+
     def contributions(self, X: np.ndarray, *, threads: int = 0) -> np.ndarray:
         """(n, n_features + 1): each feature's exact SHAP value on the raw margin, the bias last."""
         X = np.ascontiguousarray(X, dtype=np.float64)
@@ -220,25 +257,35 @@ class TreeShapTables:
             return out
         from leadscore.models.treeshap_kernels import rows as kernel
 
-        previous = None
-        if threads > 0:
-            import numba
-
-            previous = numba.get_num_threads()
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        try:
+        with _numba_threads(threads):
             kernel(X, out, self.node_feature, self.node_threshold, self.node_categorical, self.node_default_left,
                    self.node_missing, self.node_cat_start, self.node_cat_end, self.cat_values, self.tree_node_start,
                    self.tree_leaf_start, self.leaf_path_start, self.path_node, self.path_left, self.path_slot,
                    self.leaf_slot_start, self.slot_feature, self.leaf_table_start, self.table, self.tree_small,
                    self.tree_feature_start, self.tree_feature, self.tree_table_start, self.tree_table, _ZERO)
-        finally:
-            if previous is not None:
-                import numba
-
-                numba.set_num_threads(previous)
         out[:, -1] = self.bias
         return out
+
+
+class _numba_threads:
+    """Run numba's parallel loops on `threads` threads (0: as configured), restoring the previous count."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads, self.previous = threads, None
+
+    def __enter__(self):
+        if self.threads > 0:
+            import numba
+
+            self.previous = numba.get_num_threads()
+            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            import numba
+
+            numba.set_num_threads(self.previous)
 
 
 def _count(node: dict) -> float:

@@ -201,3 +201,72 @@ def rows(X, out, node_feature, node_threshold, node_categorical, node_default_le
                     first = leaf_slot_start[leaf]
                     for s in range(d):
                         out[start + i, slot_feature[first + s]] += table[base + s]
+
+
+@numba.njit(cache=True, parallel=True)
+def fill_leaf_of_decisions(small, tree_node_start, tree_leaf_start, tree_decision_start, leaf_value_of, leaf_values,
+                           leaf_path_start, path_node, path_left):  # pragma: no cover - compiled
+    """Per small tree and decision vector: the value of the leaf those decisions reach."""
+    for t in numba.prange(len(small)):
+        if not small[t]:
+            continue
+        first_node = tree_node_start[t]
+        m = tree_node_start[t + 1] - first_node
+        for decisions in range(1 << m):
+            for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
+                reached = True
+                for p in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
+                    if ((decisions >> (path_node[p] - first_node)) & 1) != path_left[p]:
+                        reached = False
+                        break
+                if reached:
+                    leaf_value_of[tree_decision_start[t] + decisions] = leaf_values[leaf]
+                    break
+
+
+@numba.njit(cache=True, parallel=True)
+def margins(X, out, node_feature, node_threshold, node_categorical, node_default_left, node_missing,
+            node_cat_start, node_cat_end, cat_values, tree_node_start, tree_leaf_start, leaf_path_start, path_node,
+            path_left, leaf_values, tree_small, tree_decision_start, leaf_value_of, constant,
+            zero):  # pragma: no cover - compiled
+    """The raw margin (sum of the trees' leaf values, in tree order) of each row."""
+    n, k_features = X.shape
+    n_trees = len(tree_node_start) - 1
+    block = 128
+    n_blocks = (n + block - 1) // block
+    for b in numba.prange(n_blocks):
+        start = b * block
+        count = min(n, start + block) - start
+        Xb = np.empty((k_features, block))
+        for i in range(count):
+            for f in range(k_features):
+                Xb[f, i] = X[start + i, f]
+            out[start + i] = constant
+        decisions = np.zeros(block, dtype=np.uint64)
+        for t in range(n_trees):
+            first_node = tree_node_start[t]
+            m = tree_node_start[t + 1] - first_node
+            if m == 0:
+                continue
+            if tree_small[t]:
+                block_decisions(Xb, count, first_node, m, node_feature, node_threshold, node_categorical,
+                                node_default_left, node_missing, node_cat_start, node_cat_end, cat_values, zero,
+                                decisions)
+                base = tree_decision_start[t]
+                for i in range(count):
+                    out[start + i] += leaf_value_of[base + np.int64(decisions[i])]
+                continue
+            for i in range(count):
+                for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
+                    reached = True
+                    for p in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
+                        node = path_node[p]
+                        go = goes_left(Xb[node_feature[node], i], node, node_threshold, node_categorical,
+                                       node_default_left, node_missing, node_cat_start, node_cat_end, cat_values,
+                                       zero)
+                        if go != path_left[p]:
+                            reached = False
+                            break
+                    if reached:
+                        out[start + i] += leaf_values[leaf]
+                        break

@@ -90,6 +90,11 @@ class OnlineScorer:
         for part in (model, getattr(model, "tree", None)):
             if hasattr(part, "num_threads"):
                 part.num_threads = num_threads
+            if hasattr(part, "shap_tables") and part.shap_tables() is not None:
+                # Compile (or load the cached machine code of) the kernels now, not on the first request.
+                probe = np.full((1, len(spec.feature_names)), np.nan)
+                part.margin(probe)
+                part.contributions(probe)
         self.spec = spec
         self._codes = {col: {v: float(i) for i, v in enumerate(vocab)} for col, vocab in spec.categorical_vocab.items()}
         self._na = set(spec.na_values)

@@ -60,8 +60,10 @@ def test_kernel_equals_pred_contrib(shape):
     want = booster.predict(P, pred_contrib=True)
     assert got.shape == want.shape
     assert np.abs(got - want).max() <= 1e-9
-    # Contributions and bias add up to LightGBM's raw margin.
-    assert np.abs(got.sum(axis=1) - booster.predict(P, raw_score=True)).max() <= 1e-9
+    # Contributions and bias add up to LightGBM's raw margin, which the decision tables give directly.
+    raw = booster.predict(P, raw_score=True)
+    assert np.abs(got.sum(axis=1) - raw).max() <= 1e-9
+    assert np.abs(tables.margin(P) - raw).max() <= 1e-12
     if shape.startswith("small"):
         assert tables.tree_small.all()
     if shape.startswith("very deep"):
@@ -80,8 +82,10 @@ def test_one_leaf_trees_move_only_the_bias():
     X, y = _data(400)
     booster = lgb.train({"objective": "binary", "verbose": -1, "min_data_in_leaf": 10_000}, lgb.Dataset(X, y),
                         num_boost_round=3)
-    got = TreeShapTables.build(booster).contributions(X)
+    tables = TreeShapTables.build(booster)
+    got = tables.contributions(X)
     assert np.abs(got - booster.predict(X, pred_contrib=True)).max() <= 1e-12
+    assert np.abs(tables.margin(X) - booster.predict(X, raw_score=True)).max() <= 1e-12
     assert np.all(got[:, :-1] == 0)
 
 
