@@ -642,11 +642,27 @@ def _write_frame(frame: pd.DataFrame, tmp: Path, fmt: str) -> None:
     if fmt == "parquet":
         frame.to_parquet(tmp, index=False)
     else:
-        safe = neutralise_formulas(frame)
+        safe = neutralise_formulas(_utc_text(frame))
         # The csv writer quotes a cell with "\n" but not one with a lone "\r", which a reader takes for a line
         # break: such a file is written with every text cell quoted, so no row is ever split.
         quoting = csv.QUOTE_NONNUMERIC if _has_carriage_return(safe) else csv.QUOTE_MINIMAL
         safe.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S%z", quoting=quoting)
+
+
+def _utc_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """UTC time columns as the text `date_format="%Y-%m-%dT%H:%M:%S%z"` gives (`2025-09-01T00:12:32+0000`), made
+    by numpy in one pass: pandas formats them cell by cell, the slowest part of writing a million scores."""
+    columns = [c for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)
+               and str(frame[c].dtype.tz) in ("UTC", "utc")]
+    if not columns:
+        return frame
+    out = frame.copy()
+    for col in columns:
+        values = out[col].dt.tz_localize(None).to_numpy(dtype="datetime64[s]")
+        text = np.char.add(np.datetime_as_string(values, unit="s"), "+0000").astype(object)
+        text[np.isnat(values)] = None
+        out[col] = text
+    return out
 
 
 def _has_carriage_return(frame: pd.DataFrame) -> bool:
@@ -710,7 +726,7 @@ class StagedWriter:
                 self._parquet = pq.ParquetWriter(self.tmp, self._schema)
             self._parquet.write_table(table)
         else:
-            safe = neutralise_formulas(frame)
+            safe = neutralise_formulas(_utc_text(frame))
             quoting = csv.QUOTE_NONNUMERIC if _has_carriage_return(safe) else csv.QUOTE_MINIMAL
             safe.to_csv(self.tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S%z", quoting=quoting,
                         mode="a" if self._started else "w", header=not self._started)
