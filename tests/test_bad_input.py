@@ -613,6 +613,7 @@ def test_score_shows_progress_in_plain_lines_when_not_on_a_terminal(kit, tmp_pat
     assert code == 0 and "scoring leads" not in stderr  # --json keeps stderr quiet
 
 
+@pytest.mark.slow
 def test_small_chunks_give_the_output_and_rejects_of_one_chunk(kit, tmp_path):
     """Duplicates across chunk boundaries, malformed rows and bad values land as with the list in one piece."""
     model, leads, events = kit

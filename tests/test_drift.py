@@ -110,6 +110,7 @@ def test_score_command_prints_expected_conversions_and_drift(trained, same_world
     assert "Drift: none" in run.stdout
 
 
+@pytest.mark.slow
 def test_a_scoring_run_is_logged_beside_its_model_with_an_html_page(logged, same_world, tmp_path):
     """Counts, expected conversions and PSI land in MLflow, linked to the model version; --report writes the page."""
     from mlflow import MlflowClient

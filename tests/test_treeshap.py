@@ -156,3 +156,16 @@ def test_threads_default_to_the_cpus_this_process_may_use():
         assert set_threads(1) == 1 and threads() == 1
     finally:
         assert set_threads(0) == available_cpus()
+
+
+def test_waiting_policy_keeps_the_users_choice_and_reads_the_machine(monkeypatch):
+    import os
+
+    from leadscore.runtime import busy_cpus, passive_waiting
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert passive_waiting() is False and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert passive_waiting() is True
+    busy = busy_cpus(0.05)
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 1e-9
