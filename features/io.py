@@ -198,6 +198,18 @@ def _read_csv(text: str, path: Path, what: str) -> pd.DataFrame:
     return frame
 
 
+def _check_input(path: Path, what: str) -> int:
+    """A readable, non-empty input file (one-line errors otherwise); returns its size in bytes."""
+    if not path.exists():
+        raise DataError(f"{path}: {what} file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a {what} file")
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"{path}: {what} file is empty")
+    return size
+
+
 def read_table(path: str | os.PathLike, *, what: str = "table") -> pd.DataFrame:
     """Read a CSV (any common delimiter; UTF-8 with or without BOM, UTF-16 or Latin-1), Parquet or Excel file.
 
@@ -208,12 +220,7 @@ def read_table(path: str | os.PathLike, *, what: str = "table") -> pd.DataFrame:
     """
     path = Path(path)
     fmt = table_format(path)
-    if not path.exists():
-        raise DataError(f"{path}: {what} file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, not a {what} file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: {what} file is empty")
+    _check_input(path, what)
     if fmt == "parquet":
         try:
             frame = pd.read_parquet(path)
@@ -285,13 +292,7 @@ def iter_table(path: str | os.PathLike, *, what: str = "table", rows: int = 100_
     """
     path = Path(path)
     fmt = table_format(path)
-    if not path.exists():
-        raise DataError(f"{path}: {what} file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, not a {what} file")
-    size = path.stat().st_size
-    if size == 0:
-        raise DataError(f"{path}: {what} file is empty")
+    size = _check_input(path, what)
     if fmt == "parquet":
         yield from _iter_parquet(path, what, rows)
         return

@@ -427,6 +427,16 @@ def to_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
+def _run_experiment(tracking_uri: str, experiment: str):
+    """MLflow pointed at the store, and the id of `experiment` (created beside a SQLite store's artifacts)."""
+    _quiet_mlflow_logs()
+    mlflow = _mlflow(tracking_uri)
+    root = None
+    if tracking_uri.startswith("sqlite:///"):
+        root = Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+    return mlflow, _experiment_id(mlflow, experiment, root)
+
+
 @_scoped_tracking
 def log_comparison(
     *,
@@ -437,12 +447,7 @@ def log_comparison(
     run_name: str | None = None,
 ) -> str:
     """Log a model-versus-rules comparison as a new run: report files under `comparison/`, headline metrics."""
-    _quiet_mlflow_logs()
-    mlflow = _mlflow(tracking_uri)
-    root = None
-    if tracking_uri.startswith("sqlite:///"):
-        root = Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts"
-    exp_id = _experiment_id(mlflow, experiment, root)
+    mlflow, exp_id = _run_experiment(tracking_uri, experiment)
     with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
         # NaN metrics (e.g. an undefined % gain) are left out: MLflow stores them but charts break on them.
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v == v})
@@ -470,12 +475,7 @@ def log_scoring_run(
 
     `texts` are written as artifacts (file name -> content), e.g. the drift JSON and the HTML page.
     """
-    _quiet_mlflow_logs()
-    mlflow = _mlflow(tracking_uri)
-    root = None
-    if tracking_uri.startswith("sqlite:///"):
-        root = Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts"
-    exp_id = _experiment_id(mlflow, experiment, root)
+    mlflow, exp_id = _run_experiment(tracking_uri, experiment)
     with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items() if v is not None})
         # Column names may hold characters MLflow refuses in a metric key.

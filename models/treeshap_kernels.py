@@ -105,6 +105,16 @@ def goes_left(x, node, node_threshold, node_categorical, node_default_left, node
     return x <= node_threshold[node]
 
 @numba.njit(inline="always")
+def transposed_block(X, start, count, block):  # pragma: no cover - compiled
+    """Rows start..start+count of X as columns of a (features, block) array: each split reads one contiguous run."""
+    Xb = np.empty((X.shape[1], block))
+    for i in range(count):
+        for f in range(X.shape[1]):
+            Xb[f, i] = X[start + i, f]
+    return Xb
+
+
+@numba.njit(inline="always")
 def block_decisions(Xb, count, first_node, m, node_feature, node_threshold, node_categorical,
                     node_default_left, node_missing, node_cat_start, node_cat_end, cat_values, zero,
                     decisions):  # pragma: no cover - compiled
@@ -158,10 +168,7 @@ def rows(X, out, node_feature, node_threshold, node_categorical, node_default_le
     for b in numba.prange(n_blocks):
         start = b * block
         count = min(n, start + block) - start
-        Xb = np.empty((k_features, block))
-        for i in range(count):
-            for f in range(k_features):
-                Xb[f, i] = X[start + i, f]
+        Xb = transposed_block(X, start, count, block)
         decisions = np.zeros(block, dtype=np.uint64)
         left = np.zeros(widest, dtype=np.bool_)
         for t in range(n_trees):
@@ -237,10 +244,8 @@ def margins(X, out, node_feature, node_threshold, node_categorical, node_default
     for b in numba.prange(n_blocks):
         start = b * block
         count = min(n, start + block) - start
-        Xb = np.empty((k_features, block))
+        Xb = transposed_block(X, start, count, block)
         for i in range(count):
-            for f in range(k_features):
-                Xb[f, i] = X[start + i, f]
             out[start + i] = constant
         decisions = np.zeros(block, dtype=np.uint64)
         for t in range(n_trees):
