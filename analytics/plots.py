@@ -1,8 +1,8 @@
 """Funnel plots: each function takes a table from `analytics.funnel` and returns a matplotlib Figure.
 
 Figures come back closed (detached from pyplot); `figure_png` / `figure_base64` / `save_figure` turn one into
-PNG bytes, base64 text or an atomically written file. Matplotlib is imported lazily, with the Agg backend
-unless a backend is already chosen, so notebooks keep their inline backend.
+PNG bytes, base64 text or an atomically written file. Matplotlib is imported lazily and its backend is left
+to the caller, so notebooks keep their inline backend.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,6 @@ from leadscore.features.io import write_bytes
 
 
 def _plt() -> Any:
-    import matplotlib
-
-    # Keep a backend someone chose (a notebook's inline backend); otherwise draw off-screen.
-    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
-        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     return plt

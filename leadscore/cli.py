@@ -881,4 +881,8 @@ def rules_command(
 
 def main() -> None:
     """Console entry point."""
+    import os
+
+    # The commands draw into files: unless the user chose a backend, never open a GUI one.
+    os.environ.setdefault("MPLBACKEND", "Agg")
     app()

@@ -636,9 +636,6 @@ def _scorecard(predictor: Any, all_rows: pd.DataFrame, rows: pd.DataFrame, event
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     return plt

@@ -13,9 +13,6 @@ if TYPE_CHECKING:
 
 
 def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     return plt
