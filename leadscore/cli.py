@@ -879,6 +879,26 @@ def rules_command(
                       highlight=False)
 
 
+@app.command("init")
+def init_command(
+    directory: Annotated[Path, typer.Argument(help="Folder to copy the examples into (created if missing).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that already exist there.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy the shipped example rule sets (rules/) and training configs (configs/) into DIR for editing."""
+    from leadscore.examples import copy_examples
+
+    written = _run(copy_examples, directory, overwrite=force)
+    if as_json:
+        typer.echo(json.dumps({"directory": str(directory), "files": [str(p) for p in written]}))
+        return
+    console = _console(stderr=False)
+    for path in written:
+        console.print(f"  {path}", highlight=False)
+    console.print(f"Copied {len(written)} example files into {directory}; edit them and pass them on, e.g. "
+                  f"--rules {directory / 'rules' / 'example.yaml'}", highlight=False)
+
+
 def main() -> None:
     """Console entry point."""
     import os

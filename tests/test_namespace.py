@@ -39,6 +39,10 @@ def test_wheel_installs_one_top_level_package(wheel):
     for sub in ("features", "models", "training", "serve", "analytics"):
         assert f"leadscore/{sub}/__init__.py" in names
     assert "leadscore/models/pyfunc_entry.py" in names
+    # The example rule sets and configs travel as package data.
+    for kind in ("rules", "configs"):
+        shipped = {f"leadscore/{kind}/{p.name}" for p in (ROOT / kind).glob("*.yaml")}
+        assert shipped and shipped <= set(names)
     top_level = next(n for n in names if n.endswith("top_level.txt"))
     assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["leadscore"]
 
@@ -58,6 +62,23 @@ def installed(wheel, tmp_path_factory) -> Path:
     # site dir, so the editable install of the checkout living there is not activated.
     Path(site, "zz_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return python
+
+
+def test_installed_wheel_finds_its_examples_from_an_empty_folder(installed, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    script = ("from leadscore.examples import example_path\n"
+              "from leadscore.models.rules import load_rules\n"
+              "path = example_path('rules/example.yaml')\n"
+              "assert load_rules(path).criteria and example_path('configs/demo.yaml').is_file()\n"
+              "print(path)")
+    done = _run(installed, empty, "-c", script)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().startswith(str(Path(installed).parents[1]))  # inside the fresh environment
+    init = _run(installed, empty, "-m", "leadscore", "init", "project")
+    assert init.returncode == 0, init.stderr[-3000:]
+    assert (empty / "project" / "rules" / "example.yaml").read_bytes() == (ROOT / "rules" / "example.yaml").read_bytes()
+    assert (empty / "project" / "configs" / "demo.yaml").is_file()
 
 
 @pytest.fixture()

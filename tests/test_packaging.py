@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,58 @@ def test_version_flag():
                          timeout=60)
     assert out.returncode == 0
     assert out.stdout.strip() == f"leadscore {__version__}"
+
+
+# ------------------------------------------------------------------------------------ shipped examples
+
+
+def test_every_repository_rule_set_and_config_is_shipped_and_found(tmp_path, monkeypatch):
+    from leadscore.examples import example_files, example_path
+
+    monkeypatch.chdir(tmp_path)  # an empty folder: nothing is found relative to the working directory
+    for kind, pattern in (("rules", "*.yaml"), ("configs", "*.yaml")):
+        in_repo = sorted(p.name for p in (REPO / kind).glob(pattern))
+        assert in_repo and set(in_repo) <= {p.name for p in example_files(kind)}
+        for name in in_repo:
+            path = example_path(f"{kind}/{name}")
+            assert path.is_absolute() and path.read_bytes() == (REPO / kind / name).read_bytes()
+
+
+def test_shipped_rules_load(tmp_path, monkeypatch):
+    from leadscore.examples import example_path
+    from leadscore.models.rules import load_rules
+
+    monkeypatch.chdir(tmp_path)
+    assert load_rules(example_path("rules/example.yaml")).criteria
+
+
+def test_unknown_example_names_what_exists():
+    from leadscore.examples import example_path
+    from leadscore.features.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rules/example.yaml"):
+        example_path("rules/missing.yaml")
+    with pytest.raises(ConfigError, match="expected one of rules, configs"):
+        example_path("notebooks/01-retrain.ipynb")
+
+
+def test_init_copies_the_examples_and_keeps_edited_copies(tmp_path):
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    target = tmp_path / "project"
+    done = CliRunner().invoke(app, ["init", str(target), "--json"])
+    assert done.exit_code == 0, done.output
+    files = [Path(p) for p in json.loads(done.output)["files"]]
+    assert {p.relative_to(target).as_posix() for p in files} >= {"rules/example.yaml", "configs/demo.yaml",
+                                                                   "rules/README.md"}
+    assert (target / "rules" / "example.yaml").read_bytes() == (REPO / "rules" / "example.yaml").read_bytes()
+
+    (target / "rules" / "example.yaml").write_text("# edited\n")
+    again = CliRunner().invoke(app, ["init", str(target)])
+    assert again.exit_code == 2 and "--force" in again.output
+    assert (target / "rules" / "example.yaml").read_text() == "# edited\n"  # nothing overwritten
+    forced = CliRunner().invoke(app, ["init", str(target), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert (target / "rules" / "example.yaml").read_bytes() == (REPO / "rules" / "example.yaml").read_bytes()
