@@ -23,6 +23,7 @@ from leadscore.features.io import (
     malformed_rows,
     parse_numbers,
     parse_timestamps,
+    process_alive,
     require_columns,
 )
 from leadscore.features.spec import AS_OF, MAX_EXACT, OTHER, FeatureSpec, LeadFrame, event_column_name
@@ -430,6 +431,27 @@ def event_stats(row: Sequence) -> dict[str, int]:
             "leads_matched_by_events": matched, "leads_with_events": active}
 
 
+_STORE_PREFIX = "leadscore-events-"
+
+
+def remove_stale_stores(folder: str) -> int:
+    """Remove event stores that killed runs left in the temporary folder (their process is gone)."""
+    import os
+    import shutil
+
+    removed = 0
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(_STORE_PREFIX)]
+    except OSError:
+        return 0
+    for name in names:
+        pid = name[len(_STORE_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+            removed += 1
+    return removed
+
+
 class EventStore:
     """A typed event log in a DuckDB database on disk (a temporary folder), so the log never has to fit in memory;
     `features` aggregates it for one chunk of leads with the same SQL as `event_features`."""
@@ -441,7 +463,8 @@ class EventStore:
         import duckdb
 
         self.spec = spec
-        self.folder = tempfile.mkdtemp(prefix="leadscore-events-")
+        remove_stale_stores(tempfile.gettempdir())
+        self.folder = tempfile.mkdtemp(prefix=f"{_STORE_PREFIX}{os.getpid()}-")
         self.con = duckdb.connect(os.path.join(self.folder, "events.duckdb"))
         self.con.execute(f"SET threads TO {max(int(n_threads or threads()), 1)}")
         self.con.execute(f"SET memory_limit = '{memory_limit}'")
@@ -455,10 +478,13 @@ class EventStore:
         """Append typed events (`type_events`)."""
         if typed.empty:
             return
-        chunk = pd.DataFrame({"lead_id": typed["lead_id"].astype(str).to_numpy(),
-                              "ts": typed["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
-                              .astype("datetime64[us]").to_numpy(),
-                              "type": typed["type"].astype(str).to_numpy()})
+        import pyarrow as pa
+
+        # Arrow columns: DuckDB reads them without a Python object per cell.
+        chunk = pa.table({"lead_id": _arrow_text(typed["lead_id"]),
+                          "ts": pa.array(typed["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
+                                         .astype("datetime64[us]").to_numpy()),
+                          "type": _arrow_text(typed["type"])})
         self.con.register("incoming", chunk)
         self.con.execute("INSERT INTO events SELECT * FROM incoming")
         self.con.unregister("incoming")
@@ -478,16 +504,27 @@ class EventStore:
         if n == 0 or self.rows == 0:
             return base, {"events_used": 0, "leads_matched_by_events": 0, "leads_with_events": 0}
         as_of_naive = as_of.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
-        chunk = pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "lead_id": lead_ids.astype(str).to_numpy(),
-                              "as_of": as_of_naive.to_numpy()})
+        import pyarrow as pa
+
+        chunk = pa.table({"rid": np.arange(n, dtype=np.int64), "lead_id": _arrow_text(lead_ids.astype(str)),
+                          "as_of": pa.array(as_of_naive.to_numpy())})
         self.con.register("chunk_leads", chunk)
         try:
-            query, stats_query = event_aggregate_sql(spec, leads="chunk_leads", events=self.table)
+            # One scan of the whole log per chunk: its leads' events first (as given, and as counted), then the
+            # aggregates, the counters and the duplicates from those.
+            self.con.execute("CREATE OR REPLACE TEMP TABLE chunk_log AS SELECT * FROM events "
+                             "WHERE lead_id IN (SELECT lead_id FROM chunk_leads)")
+            source = "chunk_log"
+            if self.table != "events":
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE chunk_events AS SELECT * FROM {self.table} "
+                                 "WHERE lead_id IN (SELECT lead_id FROM chunk_leads)")
+                source = "chunk_events"
+            query, stats_query = event_aggregate_sql(spec, leads="chunk_leads", events=source)
             agg = self.con.execute(query).df()
             stats = event_stats(self.con.execute(stats_query).fetchall()[0])
             dupes = self.con.execute(
-                "SELECT coalesce(sum(c - 1), 0) FROM (SELECT count(*) AS c FROM events ev JOIN chunk_leads l "
-                "ON ev.lead_id = l.lead_id GROUP BY ev.lead_id, ev.ts, ev.type HAVING count(*) > 1)").fetchall()[0][0]
+                "SELECT coalesce(sum(c - 1), 0) FROM (SELECT count(*) AS c FROM chunk_log "
+                "GROUP BY lead_id, ts, type HAVING count(*) > 1)").fetchall()[0][0]
         finally:
             self.con.unregister("chunk_leads")
         if dupes:
@@ -501,6 +538,12 @@ class EventStore:
             self.con.close()
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _arrow_text(values: pd.Series):
+    import pyarrow as pa
+
+    return pa.array(values.astype(pd.StringDtype("pyarrow")).array)
 
 
 def _fill_aggregates(base: pd.DataFrame, agg: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -231,3 +234,28 @@ def test_vocabularies_and_event_types_come_from_the_training_slice_only(small_wo
     assert "chat_started" not in spec.event_types
     test_industry = prepared.frame.frame.loc[prepared.split.test, "industry"]
     assert (test_industry != "quantum_computing").all()  # unseen in training -> missing, as at scoring time
+
+
+def test_event_stores_of_killed_runs_are_removed_and_live_ones_kept(tmp_path, monkeypatch, trained):
+    """A run killed with `kill -9` cannot clean up: the next run removes its event store (its process is gone)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from leadscore.features.build import EventStore
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead = tmp_path / f"leadscore-events-{proc.pid}-abc"
+    live = tmp_path / f"leadscore-events-{os.getpid()}-def"
+    for folder in (dead, live):
+        (folder / "spill").mkdir(parents=True)
+        (folder / "events.duckdb").write_bytes(b"x")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    store = EventStore(trained.bundle.spec)
+    try:
+        assert not dead.exists() and live.exists()
+        assert Path(store.folder).parent == tmp_path
+    finally:
+        store.close()
+    assert not Path(store.folder).exists() and live.exists()

@@ -155,3 +155,55 @@ def test_staged_writer_appends_chunks_and_commits_once(tmp_path):
         back = read_table(tmp_path / name)
         assert len(back) == 4 and back["a"].iloc[0] == "'=1+1" if name.endswith("csv") else len(back) == 4
         assert not list(tmp_path.glob(f".{name}.*"))
+
+
+@pytest.mark.parametrize("text", [
+    "lead_id,employees,country\n007,12,DE\n008,NA,\n009,,null\n",  # leading zeros, missing-value words
+    "a;b\r\nx;1\r\ny;2\r\n",  # CRLF, semicolons
+    "a,b\n1,2\n\n3,4\n",  # blank line
+    "a,b\rx,1\ry,2\r",  # lone CR line ends
+    "id,city\n1,Zürich\n2,São Paulo\n",  # non-ASCII, inner blanks
+    "id,v\n1, 2\n2,3\n",  # a blank after the delimiter: pandas strips it (the plain reader is not used)
+    'id,v\n1,"a,b"\n2,c\n',  # quotes: not the plain reader either
+])
+def test_plain_csv_reader_gives_exactly_the_pandas_frame(tmp_path, text):
+    import io
+
+    from leadscore.features.io import sniff_delimiter
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode("utf-8"))
+    expected = pd.read_csv(io.StringIO(text), sep=sniff_delimiter(text), dtype=str, skipinitialspace=True,
+                           index_col=False)
+    expected.columns = [c.strip() for c in expected.columns]
+    pd.testing.assert_frame_equal(read_table(path), expected)
+
+
+@pytest.mark.parametrize("values", [
+    ["2025-08-18 00:00:18+00:00", "2025-08-18T00:00:18Z", None, " 2025-08-18 03:00:00-0500", ""],
+    ["2025-08-18 00:00:18", "2025-08-18", "2025-08-18T10"],  # naive: read as UTC
+    ["2025-08-18 00:00:18.123456+02:00", "2025-08-18 00:00:18+0530"],
+    ["2025-08-18 00:00:18", "2025-08-18T00:00:18Z"],  # naive and offset mixed: the pandas path
+    ["2025-08-18 00:00:18.1234567+02:00"],  # beyond microseconds: the pandas path
+    ["2025-8-1 10:00", "20250818"],  # not ISO to the fast parser: the pandas path
+])
+def test_fast_timestamp_parsing_equals_the_pandas_reading(values):
+    series = pd.Series(values, dtype="str")
+    text = series.str.strip()
+    text = text.mask(text == "")
+    expected = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601").astype("datetime64[us, UTC]")
+    pd.testing.assert_series_equal(parse_timestamps(series, source="t", column="ts"), expected)
+
+
+def test_csv_writer_keeps_text_numbers_and_neutralises_formulas(tmp_path):
+    frame = pd.DataFrame({"id": ["007", "a,b", 'say "hi"', "line\nbreak", "=cmd()", None],
+                          "p": [0.1270578729096944, 3.0, 1e-05, -0.0, np.nan, 0.5],
+                          "n": np.arange(6, dtype="int64"),
+                          "flag": [True, False, True, False, True, False]})
+    for columns in (["id", "p", "n"], ["id", "p", "n", "flag"]):  # the Arrow writer, then pandas' (booleans)
+        path = write_table(frame[columns], tmp_path / f"out{len(columns)}.csv")
+        back = pd.read_csv(path, dtype={"id": str})
+        assert back["id"].tolist()[:5] == ["007", "a,b", 'say "hi"', "line\nbreak", "'=cmd()"]
+        assert pd.isna(back["id"].iloc[5])
+        np.testing.assert_array_equal(back["p"].to_numpy(), frame["p"].to_numpy())
+        assert back["n"].tolist() == list(range(6))
