@@ -464,7 +464,13 @@ def score(
     as_of: Annotated[str | None, typer.Option(help="Score as of this time; 'created' for each lead's creation + "
                                                    "the model's as_of days (default: the leads' as_of column, else "
                                                    "now).")] = None,
-    reasons: Annotated[bool, typer.Option(help="Add the top 3 reasons per lead.")] = True,
+    reasons: Annotated[str, typer.Option(help="top: the top 3 reasons per lead; none: scores only (fastest); "
+                                              "all: the top reasons and every feature's contribution "
+                                              "(contribution_<feature> columns).")] = "top",
+    no_reasons: Annotated[bool, typer.Option("--no-reasons", help="Same as --reasons none.")] = False,
+    explain_top: Annotated[int | None, typer.Option(min=0, help="Reasons only for the K highest-scored leads "
+                                                               "of the list (the rest keep empty reason "
+                                                               "columns).")] = None,
     keep: Annotated[list[str] | None, typer.Option(help="Input column to copy into the output "
                                                         "(repeatable).")] = None,
     strict: Annotated[bool, typer.Option(help="Stop (exit 2, nothing written) when the input does not look like "
@@ -489,6 +495,7 @@ def score(
     """Score a lead list: probability, 0-100 score, band and top reasons; every row ends in output or rejects."""
     from leadscore.features.errors import ConfigError
     from leadscore.models.registry import default_tracking_uri
+    from leadscore.models.scorer import reason_mode
     from leadscore.serve.batch import score_file, score_frames
     from leadscore.serve.predictor import Predictor
 
@@ -521,22 +528,28 @@ def score(
         uri = tracking_uri or default_tracking_uri()
         if engine not in ("duckdb", "spark"):
             raise ConfigError(f"--engine: {engine!r} is not an engine (duckdb or spark)")
+        try:
+            mode = "none" if no_reasons else reason_mode(reasons)
+        except ValueError as exc:
+            raise ConfigError(f"--reasons: {reasons!r} is not one of top, none, all") from exc
         if engine == "spark":
             if config is not None or leads is None:
                 raise ConfigError("--engine spark scores plain files: give --leads (and --events), not --config")
+            if explain_top is not None:
+                raise ConfigError("--explain-top is not available with --engine spark")
             from leadscore.serve.spark import score_spark_files
 
             return score_spark_files(model, str(leads), out, events_path=None if events is None else str(events),
-                                     as_of=as_of, reasons=reasons, keep_columns=keep or (), strict=strict,
+                                     as_of=as_of, reasons=mode, keep_columns=keep or (), strict=strict,
                                      dedupe_events=dedupe_events, tracking_uri=uri, master=spark_master)
         predictor = Predictor.load(model, tracking_uri=uri)
         if config is None:
             if leads is None:
                 raise ConfigError("give --leads (or --config with dataset.leads)")
             with _RowProgress("scoring leads", quiet=as_json) as progress:
-                return score_file(predictor, leads, out, events_path=events, as_of=as_of, reasons=reasons,
-                                  keep_columns=keep or (), strict=strict, dedupe_events=dedupe_events,
-                                  chunk_size=chunk_size, progress=progress)
+                return score_file(predictor, leads, out, events_path=events, as_of=as_of, reasons=mode,
+                                  explain_top=explain_top, keep_columns=keep or (), strict=strict,
+                                  dedupe_events=dedupe_events, chunk_size=chunk_size, progress=progress)
         # A dataset config assembles the lead list like training did: lookup joins and event sources.
         from leadscore.features.config import load_config
         from leadscore.features.dataset import load_dataset
@@ -550,8 +563,9 @@ def score(
                                with_outcomes=False)
         with _RowProgress("scoring leads", quiet=as_json) as progress:
             return score_frames(predictor, dataset.leads, out, events=dataset.events, as_of=as_of,
-                                reasons=reasons, keep_columns=keep or (), sources=dataset.sources, strict=strict,
-                                dedupe_events=dedupe_events, chunk_size=chunk_size, progress=progress)
+                                reasons=mode, explain_top=explain_top, keep_columns=keep or (),
+                                sources=dataset.sources, strict=strict, dedupe_events=dedupe_events,
+                                chunk_size=chunk_size, progress=progress)
 
     result = _run(body)
     if as_json:

@@ -17,7 +17,24 @@ BASE_RATE = "base_rate"
 class Scorer(Protocol):
     """Anything that turns a LeadFrame into lead_id, probability, score, band (and reasons)."""
 
-    def score_frame(self, frame: LeadFrame, *, reasons: bool = True) -> pd.DataFrame: ...
+    def score_frame(self, frame: LeadFrame, *, reasons: bool | str = True) -> pd.DataFrame: ...
+
+
+REASON_MODES = ("top", "none", "all")
+CONTRIBUTION_PREFIX = "contribution_"
+
+
+def reason_mode(reasons: bool | str | None) -> str:
+    """`top` (the top reasons), `none`, or `all` (the top reasons and every feature's contribution); True and
+    False mean top and none."""
+    if reasons is True:
+        return "top"
+    if reasons is False or reasons is None:
+        return "none"
+    mode = str(reasons).strip().lower()
+    if mode not in REASON_MODES:
+        raise ValueError(f"reasons: {reasons!r} is not one of {', '.join(REASON_MODES)}")
+    return mode
 
 
 def score_from_probability(p: np.ndarray) -> np.ndarray:
@@ -114,20 +131,36 @@ class ModelScorer:
         base, contrib, p = probability_contributions(raw, self.bundle.calibrator.predict)
         return base, pd.DataFrame(contrib, columns=list(self.spec.feature_names), index=features.index), p
 
-    def score_features(self, ids: pd.Series, features: pd.DataFrame, *, reasons: bool = True) -> pd.DataFrame:
-        """One row per lead: id, probability, score, band, base_rate and the top reasons."""
+    def reason_columns(self, reasons: bool | str = True) -> dict[str, str]:
+        """The columns (name: dtype) the reasons add after probability, score and band."""
+        mode = reason_mode(reasons)
+        explained = mode == "all" or (mode == "top" and self.n_reasons > 0)
+        if not explained:
+            return {}
+        columns = {BASE_RATE: "float64"}
+        for j in range(1, min(self.n_reasons, len(self.spec.feature_names)) + 1):
+            for suffix, dtype in (("_feature", "object"), ("_value", "object"), ("_contribution", "float64"),
+                                  ("", "object")):
+                columns[f"reason_{j}{suffix}"] = dtype
+        if mode == "all":
+            columns.update({f"{CONTRIBUTION_PREFIX}{name}": "float64" for name in self.spec.feature_names})
+        return columns
+
+    def score_features(self, ids: pd.Series, features: pd.DataFrame, *, reasons: bool | str = True
+                       ) -> pd.DataFrame:
+        """One row per lead: id, probability, score, band, and by `reasons` (see `reason_mode`): base_rate and the
+        top reasons (`top`), and every feature's contribution (`all`, columns `contribution_<feature>`, adding up
+        to probability - base_rate)."""
         id_col = self.spec.id_column
+        mode = reason_mode(reasons)
+        extra = self.reason_columns(mode)
         if len(features) == 0:  # every row rejected: the same columns, no rows
             out = pd.DataFrame({id_col: pd.Series([], dtype="object"), "probability": np.array([], dtype=float),
                                 "score": np.array([], dtype="int64"), "band": pd.Series([], dtype="object")})
-            if reasons and self.n_reasons > 0:
-                out[BASE_RATE] = np.array([], dtype=float)
-                for j in range(1, min(self.n_reasons, len(self.spec.feature_names)) + 1):
-                    for suffix, dtype in (("_feature", "object"), ("_value", "object"), ("_contribution", float),
-                                          ("", "object")):
-                        out[f"reason_{j}{suffix}"] = pd.Series([], dtype=dtype)
+            for name, dtype in extra.items():
+                out[name] = pd.Series([], dtype=dtype)
             return out
-        if reasons and self.n_reasons > 0:
+        if extra:
             base, contrib, p = self.contributions(features)
         else:
             p = self.predict_proba_features(features)
@@ -138,9 +171,13 @@ class ModelScorer:
             "score": score,
             "band": assign_bands(score, self.bands),
         })
-        if reasons and self.n_reasons > 0:
+        if extra:
             out[BASE_RATE] = base
-            out = pd.concat([out, self._reasons(features, contrib)], axis=1)
+            parts = [out, self._reasons(features, contrib)] if self.n_reasons > 0 else [out]
+            if mode == "all":
+                parts.append(pd.DataFrame(contrib.to_numpy(), columns=[f"{CONTRIBUTION_PREFIX}{c}"
+                                                                       for c in contrib.columns]))
+            out = pd.concat(parts, axis=1)
         return out
 
     def _reasons(self, features: pd.DataFrame, contrib: pd.DataFrame) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from leadscore.features.io import (
     stage_table,
 )
 from leadscore.models.drift import DriftAccumulator
+from leadscore.models.scorer import reason_mode
 from leadscore.serve.expectations import input_warnings
 from leadscore.serve.predictor import Predictor
 
@@ -67,7 +68,8 @@ def score_file(
     *,
     events_path: str | os.PathLike | None = None,
     as_of: pd.Timestamp | str | None = None,
-    reasons: bool = True,
+    reasons: bool | str = True,
+    explain_top: int | None = None,
     keep_columns: Sequence[str] = (),
     chunk_size: int = 100_000,
     progress: Callable[..., None] | None = None,
@@ -84,7 +86,7 @@ def score_file(
     leads = iter_table(leads_path, what="leads", rows=chunk_size)
     events = iter_table(events_path, what="events", rows=1_000_000) if events_path is not None else None
     return score_chunks(predictor, leads, out_path, events=events, as_of=as_of, reasons=reasons,
-                        keep_columns=keep_columns, progress=progress,
+                        explain_top=explain_top, keep_columns=keep_columns, progress=progress,
                         sources={"leads": str(leads_path), "events": str(events_path)}, strict=strict,
                         dedupe_events=dedupe_events, threads=threads)
 
@@ -96,7 +98,8 @@ def score_frames(
     *,
     events: pd.DataFrame | None = None,
     as_of: pd.Timestamp | str | None = None,
-    reasons: bool = True,
+    reasons: bool | str = True,
+    explain_top: int | None = None,
     keep_columns: Sequence[str] = (),
     chunk_size: int = 100_000,
     progress: Callable[..., None] | None = None,
@@ -112,8 +115,9 @@ def score_frames(
     require_columns(leads, [predictor.spec.id_column], source=sources["leads"], what="id")
     return score_chunks(predictor, chunk_frame(leads.reset_index(drop=True), chunk_size), out_path,
                         events=None if events is None else chunk_frame(events.reset_index(drop=True), 1_000_000),
-                        as_of=as_of, reasons=reasons, keep_columns=keep_columns, progress=progress,
-                        sources=sources, strict=strict, dedupe_events=dedupe_events, threads=threads)
+                        as_of=as_of, reasons=reasons, explain_top=explain_top, keep_columns=keep_columns,
+                        progress=progress, sources=sources, strict=strict, dedupe_events=dedupe_events,
+                        threads=threads)
 
 
 def _reject_rows(leads: pd.DataFrame, positions: np.ndarray, reasons: Sequence[str] | str, offset: int
@@ -152,7 +156,8 @@ def score_chunks(
     *,
     events: Iterable[Chunk] | None = None,
     as_of: pd.Timestamp | str | None = None,
-    reasons: bool = True,
+    reasons: bool | str = True,
+    explain_top: int | None = None,
     keep_columns: Sequence[str] = (),
     progress: Callable[..., None] | None = None,
     sources: dict[str, str] | None = None,
@@ -168,8 +173,16 @@ def score_chunks(
     chunk at a time. The output and the rejects are renamed only when both are complete: a failure (or a kill)
     leaves neither, and no stale rejects beside a new output. Duplicate ids are found across chunks.
     `strict`: any input warning (see `serve.expectations`) is an error, and nothing is written.
+    `reasons`: `top` (or True), `none` (or False) or `all` (see `ModelScorer.score_features`).
+    `explain_top`: reasons only for the K highest-scored leads of the whole list (ties in input order), the other
+    rows keep the reason columns empty: the list is scored without reasons, the running top K explained as it
+    goes, and the staged scores are rewritten once at the end with the final K's reasons.
     """
     out_path = Path(out_path)
+    mode = reason_mode(reasons)
+    if explain_top is not None and explain_top < 0:
+        raise ValueError(f"explain_top: {explain_top} is negative")
+    top = None if explain_top is None or mode == "none" else _TopReasons(predictor.scorer, explain_top, mode)
     rej_file = rejects_path(out_path)
     output_format(out_path)
     check_writable(out_path, rej_file)
@@ -178,10 +191,12 @@ def score_chunks(
     id_col = spec.id_column
     stats: dict = {}
     store = None
-    writer = StagedWriter(out_path)
+    # With explain_top the scores are staged as Parquet (typed, lossless) and rewritten with the reasons at the end.
+    writer = StagedWriter(out_path if top is None else out_path.with_name(f"{out_path.name}.unexplained.parquet"))
     rejects_writer: StagedWriter | None = None
     reference = (predictor.bundle.meta or {}).get("reference")
     drift = DriftAccumulator(reference) if reference else None
+    unexplained: StagedWriter | None = None
     total = scored = rejected = events_rows = 0
     keep_missing: list[str] = []
     try:
@@ -231,9 +246,11 @@ def score_chunks(
             keep_rows = np.flatnonzero(~drop)
             kept = frame.loc[~drop].reset_index(drop=True)
             kept.attrs.pop(MALFORMED, None)
-            result = predictor.score_detailed(kept, None, as_of, reasons=reasons, keep_columns=keep_columns,
-                                              source=sources["leads"], events_source=sources["events"],
-                                              event_store=store)
+            result = predictor.score_detailed(kept, None, as_of, reasons=mode if top is None else "none",
+                                              keep_columns=keep_columns, source=sources["leads"],
+                                              events_source=sources["events"], event_store=store)
+            if top is not None:
+                result = top.add(result, first_row=scored)
             writer.write(result.scores)
             scored += len(result.scores)
             if drift is not None and result.features is not None and len(result.scores):
@@ -261,8 +278,14 @@ def score_chunks(
         if first:
             raise DataError(f"{sources['leads']}: leads file has a header but no rows")
         if writer.rows == 0:  # every row rejected before scoring: an output with the usual columns and no rows
-            writer.write(predictor.score_detailed(frame.iloc[:0], None, as_of, reasons=reasons,
-                                                  keep_columns=keep_columns, source=sources["leads"]).scores)
+            empty = predictor.score_detailed(frame.iloc[:0], None, as_of, reasons=mode if top is None else "none",
+                                             keep_columns=keep_columns, source=sources["leads"])
+            writer.write(empty.scores if top is None else top.add(empty, first_row=0).scores)
+        if top is not None:
+            unexplained, writer = writer, StagedWriter(out_path)
+            if progress is not None:
+                progress(0, scored, what="adding reasons")
+            top.rewrite(unexplained, writer, progress)
         if dedupe_events and stats.get("duplicate_events"):
             stats["duplicate_events_dropped"] = stats["duplicate_events"]
         staged = [writer.close()] + ([rejects_writer.close()] if rejects_writer is not None else [])
@@ -272,6 +295,8 @@ def score_chunks(
                                 drift=None if drift is None else drift.result())
     except BaseException:
         writer.discard()
+        if unexplained is not None:
+            unexplained.discard()
         if rejects_writer is not None:
             rejects_writer.discard()
         raise
@@ -279,6 +304,72 @@ def score_chunks(
         if store is not None:
             store.close()
     return result
+
+
+class _TopReasons:
+    """The reasons of the K highest-scored leads of a list scored chunk by chunk (ties in input order).
+
+    Each chunk's leads that could still be among the K (a probability above the K-th kept so far) are explained;
+    the K kept are pruned as the list goes by, so the work is about K (1 + ln(n / K)) explanations for a list in
+    random order, and memory holds K rows of reasons."""
+
+    def __init__(self, scorer, k: int, mode: str) -> None:
+        self.scorer, self.k, self.mode = scorer, int(k), mode
+        self.columns = scorer.reason_columns(mode)
+        self.kept = pd.DataFrame({"row": np.array([], dtype=np.int64), "probability": np.array([], dtype=float)})
+
+    def _threshold(self) -> float:
+        return -np.inf if len(self.kept) < self.k else float(self.kept["probability"].min())
+
+    def add(self, result, *, first_row: int):
+        """The chunk's scores with empty reason columns; its candidates' reasons kept aside."""
+        scores = result.scores
+        p = scores["probability"].to_numpy(dtype=float)
+        threshold = self._threshold()
+        # A later lead with the K-th probability loses the tie to the earlier one.
+        candidates = np.flatnonzero(p > threshold) if self.k else np.zeros(0, dtype=np.int64)
+        if len(candidates) and result.features is not None:
+            feats = result.features.iloc[candidates].reset_index(drop=True)
+            explained = self.scorer.score_features(scores[self.scorer.spec.id_column].iloc[candidates],
+                                                   feats, reasons=self.mode)
+            found = explained[list(self.columns)].assign(row=candidates + first_row,
+                                                         probability=p[candidates])
+            kept = pd.concat([self.kept, found], ignore_index=True) if len(self.kept) else found
+            self.kept = kept.sort_values(["probability", "row"], ascending=[False, True],
+                                         kind="stable").head(self.k).reset_index(drop=True)
+        blank = scores.copy()
+        at = blank.columns.get_loc("band") + 1
+        for offset, (name, dtype) in enumerate(self.columns.items()):
+            blank.insert(at + offset, name, pd.Series(np.nan if dtype == "float64" else None, index=blank.index,
+                                                      dtype=dtype))
+        return type(result)(blank, result.rejects, result.stats, result.features)
+
+    def rewrite(self, staged: StagedWriter, out: StagedWriter, progress) -> None:
+        """Copy the staged scores into `out` with the reasons of the final K filled in."""
+        import pyarrow.parquet as pq
+
+        tmp, _ = staged.close()
+        kept = self.kept.set_index("row").sort_index()
+        done = 0
+        try:
+            handle = pq.ParquetFile(tmp)
+            for batch in handle.iter_batches(batch_size=200_000):
+                frame = batch.to_pandas()
+                rows = kept.index[(kept.index >= done) & (kept.index < done + len(frame))]
+                if len(rows):
+                    at = (rows - done).to_numpy()
+                    for name in self.columns:
+                        values = kept.loc[rows, name].to_numpy()
+                        column = frame[name].astype(object) if self.columns[name] == "object" else frame[name]
+                        column = column.to_numpy(copy=True)
+                        column[at] = values
+                        frame[name] = column
+                out.write(frame)
+                done += len(frame)
+                if progress is not None:
+                    progress(done, handle.metadata.num_rows, what="adding reasons")
+        finally:
+            staged.discard()
 
 
 def _estimate(done: int, fraction: float) -> int:

@@ -27,6 +27,7 @@ from leadscore.features.spark import SparkFeatures, col, spark_features
 from leadscore.features.spec import AS_OF
 from leadscore.models.drift import DriftAccumulator
 from leadscore.models.registry import default_tracking_uri, load_bundle, spark_udf
+from leadscore.models.scorer import ModelScorer, reason_mode
 
 SCORE_COLUMNS = ("probability", "score", "band")
 
@@ -76,16 +77,16 @@ def _drift_counts(reference: dict, names: Sequence[str]):
     return run
 
 
-def _add_reasons(scored, bundle, n_reasons: int, kept: Sequence[str]):
+def _add_reasons(scored, bundle, n_reasons: int, kept: Sequence[str], mode: str = "top"):
     """The scores with base_rate and the top reasons, computed per partition by the scorer batch scoring uses
     (exact TreeSHAP contributions of the same model, in probability points)."""
     from pyspark.sql import types as T
 
-    from leadscore.models.scorer import ModelScorer
 
     spec = bundle.spec
     empty = ModelScorer(bundle, n_reasons=n_reasons).score_features(pd.Series([], dtype="object"),
-                                                                     pd.DataFrame(columns=list(spec.feature_names)))
+                                                                     pd.DataFrame(columns=list(spec.feature_names)),
+                                                                     reasons=mode)
     extra = [c for c in empty.columns if c not in (spec.id_column, *SCORE_COLUMNS)]
     fields = [f for f in scored.schema.fields if not f.name.startswith("__feature_")]
     fields += [T.StructField(c, T.DoubleType() if empty[c].dtype == float else T.StringType()) for c in extra]
@@ -98,7 +99,7 @@ def _add_reasons(scored, bundle, n_reasons: int, kept: Sequence[str]):
             features = pd.DataFrame({n: batch[f"__feature_{n}"] for n in spec.feature_names})
             for name in spec.categorical_vocab:
                 features[name] = features[name].astype("object")
-            out = scorer.score_features(batch[spec.id_column], features, reasons=True)
+            out = scorer.score_features(batch[spec.id_column], features, reasons=mode)
             for c in extra:
                 batch[c] = out[c].to_numpy()
             yield batch[names]
@@ -146,7 +147,7 @@ def score_spark(
     dedupe_events: bool = False,
     source: str = "leads",
     events_source: str = "events",
-    reasons: bool = False,
+    reasons: bool | str = False,
     n_reasons: int = 3,
 ) -> SparkScores:
     """Score a Spark lead table (and its events) with the model at `model_uri`; see the module docstring.
@@ -175,8 +176,9 @@ def score_spark(
                            *[F.col("__scored").getField(c).alias(c) for c in SCORE_COLUMNS],
                            *[col(c) for c in kept], *[col(n).alias(f"__feature_{n}") for n in spec.feature_names])
     public = scored.select(col(spec.id_column), col(AS_OF), *SCORE_COLUMNS, *[col(c) for c in kept])
-    if reasons and n_reasons > 0:
-        public = _add_reasons(scored, bundle, n_reasons, kept)
+    mode = reason_mode(reasons)
+    if ModelScorer(bundle, n_reasons=n_reasons).reason_columns(mode):
+        public = _add_reasons(scored, bundle, n_reasons, kept, mode)
     return SparkScores(public, features.rejects, features, (bundle.meta or {}).get("reference"), scored)
 
 
@@ -187,7 +189,7 @@ def score_spark_files(
     *,
     events_path: str | None = None,
     as_of: pd.Timestamp | str | None = None,
-    reasons: bool = True,
+    reasons: bool | str = True,
     keep_columns: Sequence[str] = (),
     strict: bool = False,
     dedupe_events: bool = False,

@@ -639,3 +639,30 @@ def test_small_chunks_give_the_output_and_rejects_of_one_chunk(kit, tmp_path):
     pd.testing.assert_frame_equal(read_table(tmp_path / "small.rejects.csv"), read_table(tmp_path / "one.rejects.csv"))
     reasons = read_table(tmp_path / "small.rejects.csv")["reject_reason"].tolist()
     assert reasons.count("column 'lead_id': duplicate lead id") == 2 and any("fields" in r for r in reasons)
+
+
+def test_reason_modes_and_reasons_for_the_top_k_only(kit, tmp_path):
+    """`--reasons all` adds every feature's contribution (adding up to probability - base rate) beside the top
+    reasons; `--explain-top K` gives exactly the top-K leads (ties in input order) the reasons `top` gives them,
+    across chunks, and leaves the other rows' reason columns empty."""
+    model, leads, events = kit
+    lp, ep, _ = plain(tmp_path, leads, events)
+    outs = {}
+    for name, extra in (("top", []), ("all", ["--reasons", "all"]), ("k", ["--explain-top", "40"]),
+                        ("none", ["--no-reasons"])):
+        outs[name] = tmp_path / f"{name}.csv"
+        code, _, stderr = run("score", "--model", model, "--leads", lp, "--events", ep, "--out", outs[name],
+                              "--as-of", AS_OF, "--chunk-size", "37", *extra)
+        assert code == 0, stderr
+    top, every, k, none = (pd.read_csv(outs[n]) for n in ("top", "all", "k", "none"))
+    contrib = [c for c in every.columns if c.startswith("contribution_")]
+    assert len(contrib) > 10
+    np.testing.assert_allclose(every[contrib].sum(axis=1), every["probability"] - every["base_rate"], atol=1e-9)
+    pd.testing.assert_frame_equal(every[list(top.columns)], top)
+    assert list(k.columns) == list(top.columns) and list(none.columns) == list(top.columns[:5])
+    ranked = top.assign(row=np.arange(len(top))).sort_values(["probability", "row"], ascending=[False, True])
+    chosen = np.zeros(len(top), dtype=bool)
+    chosen[ranked.index[:40]] = True
+    assert (k["reason_1"].notna().to_numpy() == chosen).all()
+    pd.testing.assert_frame_equal(k[chosen], top[chosen])
+    pd.testing.assert_frame_equal(k.loc[~chosen, list(none.columns)], top.loc[~chosen, list(none.columns)])
