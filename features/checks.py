@@ -7,7 +7,6 @@ probes err on the side of flagging; a column the user has checked can be allowed
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -57,39 +56,11 @@ class CheckReport:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
-    def to_html(self, title: str = "Data checks") -> str:
-        """A self-contained HTML page of the report."""
-        def table(rows: list[dict[str, Any]]) -> str:
-            if not rows:
-                return "<p>None.</p>"
-            head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
-            body = "".join(
-                "<tr class='{}'>".format(html.escape(str(r.get("severity", "")))) +
-                "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
-            return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-        style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
-                 "margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:13px}"
-                 ".fatal{background:#fdd}.warning{background:#ffd}")
-        summary = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(_fmt(v))}</li>" for k, v in self.summary.items())
-        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1><ul>{summary}</ul>"
-                f"<h2>Problems</h2>{table(self.problems)}<h2>Columns</h2>"
-                f"{table(self.to_dict()['columns'])}</body></html>")
-
 
 def sort_problems(problems: list[dict[str, str]]) -> None:
     """Fatal first, then warnings, then information (stable within a severity)."""
     order = {FATAL: 0, WARNING: 1, INFO: 2}
     problems.sort(key=lambda p: order[p["severity"]])
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:

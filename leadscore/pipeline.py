@@ -28,7 +28,9 @@ from leadscore.models.registry import (
     pyfunc_input,
     to_json,
 )
-from leadscore.training.plots import gains_chart, reliability_diagram
+from leadscore.presentation.checks import checks_page
+from leadscore.presentation.figures import save_png
+from leadscore.presentation.training_plots import gains_figure, reliability_figure
 from leadscore.training.promotion import PromotionPolicy
 from leadscore.training.train import DataCheckFailed, TrainResult, prepare_training_data, train_model
 
@@ -46,7 +48,7 @@ def write_run_artifacts(result: TrainResult, directory: str | os.PathLike, *, fu
 
     Keys starting with "plots" are PNGs; the caller logs everything with the MLflow run.
     """
-    from leadscore.training.report import write_report
+    from leadscore.presentation.model_report import write_report
 
     directory = Path(directory)
     if full_report:
@@ -57,8 +59,8 @@ def write_run_artifacts(result: TrainResult, directory: str | os.PathLike, *, fu
 
         curves = {"LightGBM (calibrated)": result.test_scores["probability"].to_numpy(),
                   "logistic baseline": result.baseline.predict_proba(_baseline_input(test))[:, 1]}
-        files = {"plots": reliability_diagram(test.y, curves, directory / "reliability.png"),
-                 "plots_gains": gains_chart(test.y, curves, directory / "gains_lift.png")}
+        files = {"plots": save_png(reliability_figure(test.y, curves), directory / "reliability.png"),
+                 "plots_gains": save_png(gains_figure(test.y, curves), directory / "gains_lift.png")}
     files.update({
         "report_metrics": write_text(to_json(result.metrics), directory / "metrics.json"),
         "report_counts": write_text(to_json(result.counts), directory / "data_counts.json"),
@@ -68,7 +70,7 @@ def write_run_artifacts(result: TrainResult, directory: str | os.PathLike, *, fu
         files["report_tuning"] = write_table(result.tuning, directory / "tuning_trials.csv")
     if result.checks is not None:
         files["report_checks"] = write_text(result.checks.to_json(), directory / "data_checks.json")
-        files["report_checks_html"] = write_text(result.checks.to_html(), directory / "data_checks.html")
+        files["report_checks_html"] = write_text(checks_page(result.checks), directory / "data_checks.html")
     return files
 
 
@@ -208,7 +210,7 @@ def check_data(
     if report_dir is not None:
         report_dir = Path(report_dir)
         files["json"] = write_text(report.to_json(), report_dir / "data_checks.json")
-        files["html"] = write_text(report.to_html(f"Data checks: {dataset.sources['leads']}"),
+        files["html"] = write_text(checks_page(report, f"Data checks: {dataset.sources['leads']}"),
                                    report_dir / "data_checks.html")
     if config.checks.stop_on_leaks:
         # Report what training would refuse, with the severity training would give it.
@@ -316,7 +318,7 @@ def compare_with_rules(
     """Learned score vs manual rules on the same held-out leads: report files, MLflow run, headline numbers."""
     from leadscore.models.registry import log_comparison
     from leadscore.models.rules import ColumnRuleScorer, RuleScorer, load_rules
-    from leadscore.serve.compare import compare_model_and_rules, write_comparison_report
+    from leadscore.presentation.comparison import write_comparison_report
     from leadscore.serve.predictor import Predictor
 
     if (rules_path is None) == (rule_score_column is None):
@@ -339,6 +341,7 @@ def compare_with_rules(
                                          labels_from=config.data.label, window=window,
                                          capacity_per_week=capacity_per_week,
                                          telemarketing_per_week=telemarketing_per_week)
+    from leadscore.training.compare import compare_model_and_rules
     if rule_score_column is not None:
         comparison = dataclasses.replace(comparison, notes=comparison.notes + (
             f"The rule score comes from column {rule_score_column!r} of the export, a snapshot taken at export "
@@ -381,7 +384,6 @@ def promote(
         set_alias,
         tag_version,
     )
-    from leadscore.serve.compare import label_like_model
     from leadscore.serve.predictor import Predictor
     from leadscore.training.promotion import PromotionDecision, decide
 
@@ -408,10 +410,10 @@ def promote(
     window: dict[str, Any] = {"labels": how}
     starts = [(p.bundle.meta.get("training_window") or {}).get("test_start") for p in (champion, challenger)]
     dated = rows[AS_OF].notna().all()
-    if all(starts) and dated:
-        # The later of the two test starts: neither model trained or calibrated on any lead compared.
-        test_start = max(pd.Timestamp(t) for t in starts)
-        rows = rows.loc[(rows[AS_OF] >= test_start).to_numpy()].reset_index(drop=True)
+    # The later of the two test starts: neither model trained or calibrated on any lead compared.
+    rows, test_start = test_window(rows, starts)
+    if test_start is not None:
+    from leadscore.training.compare import label_like_model, test_window
         window.update(kind="challenger's test window", test_start=test_start.isoformat())
     else:
         window.update(kind="all given leads (no time-split test window): pass leads neither model trained on")

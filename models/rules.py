@@ -666,7 +666,7 @@ def alerts(
 
 
 class RuleScorer:
-    """Manual rules with the call shape of `serve.predictor.Predictor.score`, for side-by-side comparisons."""
+    """Manual rules as a `models.scoring.Scorer` (the model's call shape), for side-by-side comparisons."""
 
     def __init__(
         self, rules: RuleSet, *, id_column: str = "lead_id", event_lead_id: str = "lead_id",
@@ -694,7 +694,7 @@ class RuleScorer:
 
 
 class ColumnRuleScorer:
-    """Manual scores already computed by the CRM: a score column, banded with the same cut-offs."""
+    """Manual scores already computed by the CRM (a score column, banded with the same cut-offs), as a `Scorer`."""
 
     def __init__(self, column: str, bands: ScoreBands | None = None, *, id_column: str = "lead_id",
                  source: str = "leads") -> None:

@@ -1,4 +1,8 @@
-"""Model card (Markdown): data, label, exclusions, checks, test metrics with bootstrap CIs, bands, segments, limits."""
+"""Model card (Markdown): data, label, exclusions, checks, test metrics with bootstrap CIs, bands, segments, limits.
+
+Numbers follow `presentation.format`; the intervals are `models.metrics.bootstrap_metrics`, the same the
+training verdict and every comparison of this model on these leads show.
+"""
 
 from __future__ import annotations
 
@@ -9,169 +13,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from leadscore.models.bundle import Bands
-from leadscore.models.scorer import assign_bands, score_from_probability
+from leadscore.models.metrics import BOOTSTRAP_DRAWS, PROBABILITY_METRICS, bootstrap_metrics
+from leadscore.presentation import format as fmt
 from leadscore.training.backtest import MIN_CLASS_CASES
+from leadscore.training.evaluate import band_table, baseline_probabilities, slice_table
 
 if TYPE_CHECKING:
     from leadscore.training.train import TrainResult
 
 # Segments (and backtest folds) ranking worse than this are called out as weak in the card.
 WEAK_AUC = 0.6
-N_ECE_BINS = 15
-CI_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "calibration_in_the_large")
-METRIC_LABELS = {
-    "roc_auc": "ROC AUC", "pr_auc": "PR AUC", "brier": "Brier score", "ece": "ECE (15 bins)",
-    "calibration_in_the_large": "calibration-in-the-large", "log_loss": "log loss", "ece_noise_p95": "ECE noise p95",
-    "lift_top_decile": "top-decile lift", "mae_vs_truth": "mean abs. error vs truth", "positive_rate": "positive rate",
-    "mean_probability": "mean probability", "n": "leads",
-}
-_RANGES = {"roc_auc": (0.0, 1.0), "pr_auc": (0.0, 1.0), "brier": (0.0, 1.0), "ece": (0.0, 1.0),
-           "calibration_in_the_large": (-1.0, 1.0)}
+CI_METRICS = PROBABILITY_METRICS
 
 
 def format_metric(name: str, value: Any) -> str:
-    """One formatting rule for every table of the report (the HTML table and the card show the same text)."""
-    if value is None or (isinstance(value, float | np.floating) and not math.isfinite(float(value))):
-        return "n/a"
-    value = float(value)
-    if name in ("n", "positives", "n_train", "n_calibration", "n_trees"):
-        return f"{int(value):,}"
-    if name == "calibration_in_the_large":
-        return f"{value:+.4f}"
-    if name in ("brier", "ece", "ece_noise_p95", "ece_noise_floor", "log_loss", "mae_vs_truth"):
-        return f"{value:.4f}"
-    if name == "lift_top_decile":
-        return f"{value:.2f}"
-    return f"{value:.3f}"
-
-
-# --- bootstrap -----------------------------------------------------------------------------------------------
-
-
-class _WeightedMetrics:
-    """The CI metrics under integer resampling weights, in O(n) per replicate (no re-sorting)."""
-
-    def __init__(self, y: np.ndarray, p: np.ndarray) -> None:
-        self.y = np.asarray(y, dtype="float64")
-        self.p = np.asarray(p, dtype="float64")
-        uniq, self.group = np.unique(self.p, return_inverse=True)  # ascending; ties share a group
-        self.n_groups = len(uniq)
-        self.bins = np.minimum((self.p * N_ECE_BINS).astype(int), N_ECE_BINS - 1)
-
-    def __call__(self, w: np.ndarray) -> dict[str, float]:
-        y, p = self.y, self.p
-        n = w.sum()
-        pos = np.bincount(self.group, weights=w * y, minlength=self.n_groups)
-        neg = np.bincount(self.group, weights=w * (1 - y), minlength=self.n_groups)
-        n_pos, n_neg = pos.sum(), neg.sum()
-        out = {"brier": float(np.dot(w, (p - y) ** 2) / n),
-               "calibration_in_the_large": float((np.dot(w, p) - np.dot(w, y)) / n)}
-        sum_p = np.bincount(self.bins, weights=w * p, minlength=N_ECE_BINS)
-        sum_y = np.bincount(self.bins, weights=w * y, minlength=N_ECE_BINS)
-        out["ece"] = float(np.abs(sum_p - sum_y).sum() / n)
-        if n_pos == 0 or n_neg == 0:
-            out["roc_auc"] = out["pr_auc"] = float("nan")
-            return out
-        neg_below = np.cumsum(neg) - neg
-        out["roc_auc"] = float((pos * (neg_below + 0.5 * neg)).sum() / (n_pos * n_neg))
-        # Average precision as scikit-learn defines it: thresholds from the highest probability down.
-        tp, fp = np.cumsum(pos[::-1]), np.cumsum(neg[::-1])
-        precision = tp / np.maximum(tp + fp, 1e-300)
-        recall_step = pos[::-1] / n_pos
-        out["pr_auc"] = float((recall_step * precision).sum())
-        return out
-
-
-def bootstrap_metrics(y: np.ndarray, curves: dict[str, np.ndarray], *, n_boot: int = 300, seed: int = 0,
-                      level: float = 0.95) -> pd.DataFrame:
-    """Point estimate and bootstrap CI of ROC AUC, PR AUC, Brier, ECE, calibration-in-the-large per model.
-
-    Rows are resampled with replacement, the same rows for every model (paired), so the differences between
-    models get their own CI (rows named "A - B"). The interval is the percentile interval shifted by the
-    bootstrap bias (mean of replicates - point estimate): ECE computed on a resample is biased upwards
-    (resampling adds noise), and the plain percentile interval can lie entirely above the point estimate.
-    """
-    y = np.asarray(y, dtype="float64")
-    names = list(curves)
-    evaluators = {name: _WeightedMetrics(y, np.asarray(p, dtype="float64")) for name, p in curves.items()}
-    ones = np.ones(len(y))
-    points = {name: ev(ones) for name, ev in evaluators.items()}
-    rng = np.random.default_rng(seed)
-    reps: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-    for _ in range(n_boot):
-        w = np.bincount(rng.integers(0, len(y), len(y)), minlength=len(y)).astype("float64")
-        for name, ev in evaluators.items():
-            reps[name].append(ev(w))
-    tables = {name: pd.DataFrame(reps[name]) for name in names}
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
-    alpha = (1 - level) / 2
-    rows = []
-
-    def add(model: str, metric: str, point: float, draws: np.ndarray, bounded: bool) -> None:
-        draws = draws[np.isfinite(draws)]
-        if not draws.size or not math.isfinite(point):
-            rows.append({"model": model, "metric": metric, "point": point, "low": np.nan, "high": np.nan})
-            return
-        bias = draws.mean() - point
-        low, high = np.quantile(draws, alpha) - bias, np.quantile(draws, 1 - alpha) - bias
-        if bounded:
-            lo_r, hi_r = _RANGES[metric]
-            low, high = max(low, lo_r), min(high, hi_r)
-        rows.append({"model": model, "metric": metric, "point": point, "low": float(low), "high": float(high)})
-
-    for metric in CI_METRICS:
-        for name in names:
-            add(name, metric, points[name][metric], tables[name][metric].to_numpy(), True)
-        for a, b in pairs:
-            add(f"{a} - {b}", metric, points[a][metric] - points[b][metric],
-                (tables[a][metric] - tables[b][metric]).to_numpy(), False)
-    return pd.DataFrame(rows, columns=["model", "metric", "point", "low", "high"])
-
-
-# --- tables ----------------------------------------------------------------------------------------------------
-
-
-def band_table(probability: np.ndarray, label: np.ndarray, bands: Bands) -> pd.DataFrame:
-    """Per band (in band order): score range, leads, share, expected (sum of p) and observed conversions."""
-    p = np.asarray(probability, dtype="float64")
-    y = np.asarray(label, dtype="float64")
-    assigned = assign_bands(score_from_probability(p), bands)
-    names, cutoffs = list(bands.names), list(bands.cutoffs)
-    lows = [0, *cutoffs]
-    highs = [c - 1 for c in cutoffs] + [100]
-    rows = []
-    for name, low, high in zip(names, lows, highs, strict=True):
-        mask = assigned == name
-        n = int(mask.sum())
-        rows.append({"band": name, "scores": f"{low}-{high}", "n": n, "share": n / len(p) if len(p) else np.nan,
-                     "expected": float(p[mask].sum()), "observed": float(y[mask].sum()),
-                     "expected_rate": float(p[mask].mean()) if n else np.nan,
-                     "observed_rate": float(y[mask].mean()) if n else np.nan})
-    return pd.DataFrame(rows)
-
-
-def slice_table(result: TrainResult) -> pd.DataFrame:
-    """Leads, conversions, rate and as_of range of the train / calibration / test slices."""
-    frame, split = result.frame, result.split
-    y = frame.y
-    as_of = frame.as_of
-    rows = []
-    for name, mask in (("train", split.train), ("calibration", split.calibration), ("test", split.test)):
-        mask = np.asarray(mask)
-        t = as_of[mask]
-        rows.append({"slice": name, "n": int(mask.sum()), "positives": int(y[mask].sum()),
-                     "rate": float(y[mask].mean()) if mask.any() else np.nan,
-                     "as_of_from": _day(t.min()) if t.notna().any() else "",
-                     "as_of_to": _day(t.max()) if t.notna().any() else ""})
-    return pd.DataFrame(rows)
-
-
-def baseline_probabilities(result: TrainResult) -> np.ndarray:
-    """The logistic baseline's probabilities on the test slice."""
-    from leadscore.training.train import _baseline_input
-
-    return result.baseline.predict_proba(_baseline_input(result.test_frame))[:, 1]
+    """A metric (or count) as the report writes it: `presentation.format`'s convention for its kind."""
+    return fmt.metric(name, value)
 
 
 def _day(value: Any) -> str:
@@ -186,30 +43,32 @@ def _cell(value: Any) -> str:
 
 
 def markdown_table(frame: pd.DataFrame, formats: dict[str, Any] | None = None) -> str:
-    """A GitHub-style Markdown table; `formats` maps a column to a callable or a metric name for format_metric."""
+    """A GitHub-style Markdown table with readable headers; `formats` maps a column to a callable or a number kind.
+
+    Other cells follow `presentation.format` by column name (counts with separators, rates as percentages).
+    """
     formats = formats or {}
     if frame.empty:
         return "(none)\n"
     cols = list(frame.columns)
-    lines = ["| " + " | ".join(_cell(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines = ["| " + " | ".join(_cell(fmt.label(c, short=True)) for c in cols) + " |",
+             "|" + "|".join("---" for _ in cols) + "|"]
     for row in frame.itertuples(index=False):
         cells = []
         for col, value in zip(cols, row, strict=True):
-            fmt = formats.get(col)
-            if callable(fmt):
-                cells.append(fmt(value))
-            elif isinstance(fmt, str):
-                cells.append(format_metric(fmt, value))
-            elif isinstance(value, float):
-                cells.append(format_metric("", value))
+            how = formats.get(col)
+            if callable(how):
+                cells.append(_cell(how(value)))
+            elif isinstance(how, str):
+                cells.append(_cell(fmt.format_number(fmt.kind_of(how) if how in fmt.METRICS else how, value)))
             else:
-                cells.append(_cell(value))
+                cells.append(_cell(fmt.format_value(str(col), value)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def _pct(value: Any) -> str:
-    return "n/a" if value is None or not math.isfinite(float(value)) else f"{float(value):.1%}"
+    return fmt.percent(value)
 
 
 # --- the card --------------------------------------------------------------------------------------------------
@@ -263,7 +122,7 @@ def _calibration_lines(result: TrainResult) -> list[str]:
     raw, calibrated = result.metrics.get("model_uncalibrated"), result.metrics.get("model")
     if raw and calibrated:
         lines.append("- Test slice before -> after calibration: " + "; ".join(
-            f"{METRIC_LABELS[m]} {format_metric(m, raw[m])} -> {format_metric(m, calibrated[m])}"
+            f"{fmt.label(m, short=True)} {format_metric(m, raw[m])} -> {format_metric(m, calibrated[m])}"
             for m in ("log_loss", "brier", "ece", "calibration_in_the_large") if m in raw and m in calibrated) + ".")
     return lines
 
@@ -271,7 +130,7 @@ def _calibration_lines(result: TrainResult) -> list[str]:
 def _ci_table(ci: pd.DataFrame, names: Sequence[str]) -> str:
     rows = []
     for metric in CI_METRICS:
-        row = {"metric": METRIC_LABELS[metric]}
+        row = {"metric": fmt.label(metric)}
         for name in names:
             hit = ci[(ci["model"] == name) & (ci["metric"] == metric)]
             if hit.empty:
@@ -285,9 +144,13 @@ def _ci_table(ci: pd.DataFrame, names: Sequence[str]) -> str:
 
 
 def model_card(result: TrainResult, *, version: str | None = None, segments: pd.DataFrame | None = None,
-               backtest: pd.DataFrame | None = None, n_boot: int = 300, seed: int = 0,
-               learning: pd.DataFrame | None = None) -> str:
-    """The model card as Markdown: what the model is, what it learned from, how well it does, where not to use it."""
+               backtest: pd.DataFrame | None = None, n_boot: int = BOOTSTRAP_DRAWS, seed: int | None = None,
+               learning: pd.DataFrame | None = None, intervals: pd.DataFrame | None = None) -> str:
+    """The model card as Markdown: what the model is, what it learned from, how well it does, where not to use it.
+
+    `intervals`: `bootstrap_metrics` of model and baseline, already computed (the report passes its own); else
+    computed here with `n_boot` resamples and `seed` (default: the run's seed, as the training verdict uses).
+    """
     spec, bundle = result.bundle.spec, result.bundle
     window = bundle.meta.get("training_window", {}) if isinstance(bundle.meta, dict) else {}
     test = result.test_frame
@@ -314,7 +177,7 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
                 f"standard error winning the tie; then refitted on all of them.", "",
                 markdown_table(result.candidates[["candidate", "cv_log_loss", "cv_roc_auc", "calibration",
                                                   "chosen"]],
-                               {"cv_log_loss": lambda v: f"{v:.4f}", "cv_roc_auc": lambda v: f"{v:.3f}"}), ""]
+                               {"cv_log_loss": "error", "cv_roc_auc": "probability"}), ""]
 
     out += ["## Training window", ""]
     if window.get("train_as_of_min"):
@@ -351,8 +214,15 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
     if notes:
         out += ["Notes:", "", *[f"- {p['message']}" for p in notes], ""]
 
-    names = {"model": "LightGBM (calibrated)", "baseline": "logistic baseline"}
-    ci = bootstrap_metrics(y, {names["model"]: p_model, names["baseline"]: p_base}, n_boot=n_boot, seed=seed)
+    names = {"model": f"{bundle.learner} (calibrated)", "baseline": "logistic baseline"}
+    if intervals is None:
+        seed = result.config.seed if seed is None else seed
+        ci = bootstrap_metrics(y, {names["model"]: p_model, names["baseline"]: p_base}, n_boot=n_boot, seed=seed)
+    else:  # computed by the caller under its own names: model first, baseline second
+        given = list(dict.fromkeys(intervals.loc[~intervals["model"].str.contains(" - "), "model"]))
+        rename = {given[0]: names["model"], given[1]: names["baseline"],
+                  f"{given[0]} - {given[1]}": f"{names['model']} - {names['baseline']}"}
+        ci = intervals.assign(model=intervals["model"].map(lambda v: rename.get(v, v)))
     diff_name = f"{names['model']} - {names['baseline']}"
     diff = ci[(ci["model"] == diff_name) & (ci["metric"] == "roc_auc")]
     m = result.metrics.get("model", {})
@@ -363,7 +233,7 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
             _ci_table(ci, [names["model"], names["baseline"]]), ""]
     if not diff.empty:
         d = diff.iloc[0]
-        out += [f"- ROC AUC difference (model - baseline): {d['point']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}].", ]
+        out += [f"- ROC AUC difference (model - baseline): {d['point']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}].", ]
     if "ece_noise_p95" in m:
         out += [f"- ECE noise level: a perfectly calibrated model would show an ECE up to "
                 f"{format_metric('ece', m['ece_noise_p95'])} (95th percentile) on this many leads."]
@@ -379,8 +249,8 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
             f"Cut-offs (lowest score of each band after the first): "
             f"{', '.join(f'{n} >= {c}' for n, c in zip(bundle.bands.names[1:], bundle.bands.cutoffs, strict=True))}."
             f" Expected conversions are the sum of the calibrated probabilities; observed are the test outcomes.", "",
-            markdown_table(bands, {"n": "n", "share": _pct, "expected": lambda v: f"{v:.1f}",
-                                   "observed": lambda v: f"{v:.0f}", "expected_rate": _pct,
+            markdown_table(bands, {"n": "n", "share": _pct, "expected": "decimal1",
+                                   "observed": "count", "expected_rate": _pct,
                                    "observed_rate": _pct}), ""]
 
     out += ["## Segments", ""]

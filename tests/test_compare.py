@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from leadscore.models.rules import RuleScorer, load_rules
+from leadscore.models.rules import ColumnRuleScorer, RuleScorer, load_rules
 from leadscore.models.scorecard import Scorecard, fit_scorecard
-from leadscore.serve.compare import compare_model_and_rules, compare_scores, recommend_cutoffs, write_comparison_report
+from leadscore.models.scoring import Scorer
+from leadscore.presentation.comparison import write_comparison_report
+from leadscore.training.compare import compare_model_and_rules, compare_scorers, compare_scores, recommend_cutoffs
 
 ROOT = Path(__file__).resolve().parents[1]
 X_EDUCATION = ROOT.parent / "shared" / "data" / "x_education_leads.csv"
@@ -320,3 +322,66 @@ def test_x_education_model_vs_rules_and_scorecard():
     card = fit_scorecard(train.features, train.y)
     test = result.test_frame
     assert roc_auc_score(test.y, card.score(test.features)) > r
+
+
+# ----------------------------------------------------------------------------------------------- one bootstrap, scorers
+
+
+def test_card_verdict_and_comparison_give_the_same_intervals(demo_comparison):
+    """One bootstrap: the same model on the same leads gets the same interval in the card, verdict and comparison."""
+    from leadscore.models.metrics import bootstrap_metrics, interval
+    from leadscore.training.evaluate import baseline_probabilities, signal_verdict
+
+    _, result, c = demo_comparison
+    y = result.test_frame.y
+    p = result.test_scores["probability"].to_numpy()
+    card = bootstrap_metrics(y, {"model": p, "baseline": baseline_probabilities(result)}, seed=result.config.seed)
+    _, low, high = interval(card, "model", "roc_auc")
+    assert c.metrics["model"]["roc_auc_ci"] == pytest.approx([low, high], abs=1e-12)
+    verdict = signal_verdict(y, p, baseline_probabilities(result), seed=result.config.seed)
+    assert verdict["roc_auc_ci"] == pytest.approx([low, high], abs=1e-12)
+    assert result.params["verdict"]["roc_auc_ci"] == pytest.approx([low, high], abs=1e-12)
+
+
+def test_demo_scorecard_is_short_monotone_and_states_its_cost(demo_comparison, tmp_path):
+    _, _, c = demo_comparison
+    sc, table = c.scorecard, c.scorecard_table
+    assert len(table) <= 40 and sc["n_rows"] == len(table)
+    assert sc["monotone"] and all(sc["monotone"].values())
+    assert sc["model_minus_scorecard"] == pytest.approx(c.metrics["model"]["roc_auc"] - sc["roc_auc"], abs=1e-9)
+    assert sc["roc_auc"] > c.metrics["rules"]["roc_auc"]
+    page = write_comparison_report(c, tmp_path)["html"].read_text(encoding="utf-8")
+    assert "gives up" in page and f"{sc['model_minus_scorecard']:.3f} ROC AUC against the model" in page
+
+
+def test_scorecard_is_monotone_and_within_its_row_budget():
+    train, y = scorecard_data(5_000, seed=3)
+    rng = np.random.default_rng(3)
+    for k in range(25):  # many weak inputs: the budget, not the data, bounds the table
+        train[f"weak_{k}"] = rng.poisson(1 + k % 4, len(y)) + 0.3 * y * rng.random(len(y))
+    # A count whose raw conversion rate zig-zags: the points must still move one way.
+    train["unsubscribe_30d"] = np.minimum(rng.poisson(1.0, len(y)), 4) * (1 - 0.5 * y)
+    card = fit_scorecard(train, y, max_rows=40)
+    table = card.table()
+    assert len(table) <= 40
+    assert card.monotone_features() and all(card.monotone_features().values())
+    for feature, part in table.groupby("feature"):
+        numeric = part[~part["bin"].str.endswith(" is missing")]
+        if feature in card.monotone_features():
+            steps = np.diff(numeric["points"].to_numpy())
+            assert (steps >= 0).all() or (steps <= 0).all(), feature
+
+
+def test_any_two_scorers_compare_in_one_call():
+    from leadscore.serve.predictor import Predictor
+
+    assert issubclass(RuleScorer, Scorer) and issubclass(ColumnRuleScorer, Scorer) and issubclass(Predictor, Scorer)
+    model, rules, labels = scored_frames(600, seed=2)
+    leads = pd.DataFrame({"lead_id": model["lead_id"], "new_points": model["probability"] * 100,
+                          "old_points": rules["score"]})
+    c = compare_scorers(ColumnRuleScorer("new_points"), ColumnRuleScorer("old_points"), leads, labels,
+                        names=("new points", "old points"))
+    assert c.n_leads == 600 and c.names == {"model": "new points", "rules": "old points"}
+    assert c.metrics["model"]["roc_auc"] == pytest.approx(roc_auc_score(labels["label"], model["probability"]),
+                                                          abs=1e-9)
+    assert "the new points finds" in c.headline_text and "than the old points" in c.headline_text

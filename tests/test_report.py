@@ -24,7 +24,7 @@ def trained_8k():
 
 @pytest.fixture(scope="module")
 def report(trained_8k, tmp_path_factory):
-    from leadscore.training.report import write_report
+    from leadscore.presentation.model_report import write_report
 
     directory = tmp_path_factory.mktemp("report")
     return trained_8k, write_report(trained_8k, directory, version="7")
@@ -44,18 +44,26 @@ def test_every_file_is_written_and_not_empty(report):
 
 
 def test_html_is_self_contained_and_shows_the_metrics(report):
-    from leadscore.training.model_card import format_metric
+    from leadscore.presentation.format import METRICS, metric
 
     result, files = report
     page = files["report_html"].read_text(encoding="utf-8")
     n_png = sum(1 for p in files.values() if p.suffix == ".png")
     assert page.count(PNG_TAG) == n_png
     metrics_section = page[page.index("<h2>Test metrics</h2>"): page.index("<h2>Plots</h2>")]
-    assert f"<td>{format_metric('roc_auc', result.metrics['model']['roc_auc'])}</td>" in metrics_section
-    assert f"<td>{format_metric('roc_auc', result.metrics['baseline']['roc_auc'])}</td>" in metrics_section
+    assert f">{metric('roc_auc', result.metrics['model']['roc_auc'])} (" in metrics_section  # with its interval
+    assert f">{metric('roc_auc', result.metrics['baseline']['roc_auc'])} (" in metrics_section
+    # Every metric by its plain label and meaning, never by its key.
+    for key in ("roc_auc", "ece", "ece_noise_p95", "calibration_in_the_large"):
+        assert METRICS[key].label in metrics_section and METRICS[key].meaning in metrics_section
+    assert "ece_noise_p95" not in page and "mae_vs_truth" not in page
     for external in ("<script", "<link", "http://", "https://", "src=\"http"):
         assert external not in page
     assert "<h2>Model card: lead conversion model 7</h2>" in page  # the card, rendered
+    summary = page[page.index("<section class=\"summary\">"): page.index("</section>")]
+    assert 2 <= summary.count("<p>") <= 4 and "the 10% it scores highest convert at" in summary
+    # The segments appear once (in the card), as percentages, not a second time as fractions.
+    assert page.count("Test slice by segment") == 1
 
 
 def test_model_card_states_label_exclusions_and_confidence_intervals(report):
@@ -127,8 +135,7 @@ def test_learning_curve_more_data_does_not_hurt(report):
 def test_bootstrap_points_match_scikit_learn_and_intervals_contain_them():
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-    from leadscore.models.metrics import expected_calibration_error
-    from leadscore.training.model_card import bootstrap_metrics
+    from leadscore.models.metrics import bootstrap_metrics, expected_calibration_error
 
     rng = np.random.default_rng(0)
     p = np.round(rng.beta(1, 6, 3000), 3)  # rounded: ties must be handled like scikit-learn does
@@ -145,20 +152,21 @@ def test_bootstrap_points_match_scikit_learn_and_intervals_contain_them():
     assert diff["point"] == pytest.approx(-0.02, abs=1e-3) and diff["high"] < 0
 
 
-def test_markdown_to_html_renders_the_card_subset():
-    from leadscore.training.report import markdown_to_html
+def test_markdown_renders_the_card_subset_and_never_runs_html():
+    from leadscore.presentation.html import markdown
 
     text = "# Title\n\nSome `code` and **bold** <b>.\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | x \\| y |\n"
-    page = markdown_to_html(text)
+    page = str(markdown(text))
     assert "<h2>Title</h2>" in page
-    assert "<code>code</code>" in page and "<b>bold</b>" in page and "&lt;b&gt;" in page
-    assert "<ul><li>one</li><li>two</li></ul>" in page
-    assert "<th>a</th><th>b</th>" in page and "<td>x | y</td>" in page
+    assert "<code>code</code>" in page and "<strong>bold</strong>" in page and "&lt;b&gt;" in page
+    assert "<li>one</li>" in page and "<li>two</li>" in page
+    assert "<th>a</th>" in page and "<td>x | y</td>" in page
+    assert '<div class="table-wrap"><table>' in page  # wide tables scroll inside the page
 
 
 def test_report_without_dates_skips_the_backtest_and_says_why(tmp_path):
     from leadscore.features.config import DataConfig
-    from leadscore.training.report import write_report
+    from leadscore.presentation.model_report import write_report
     from leadscore.training.train import train_model
 
     world = generate_demo_world(n_leads=3000, seed=2, n_fresh=0)

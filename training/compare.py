@@ -1,29 +1,27 @@
-"""Model versus manual rules on the same leads: AUCs with paired bootstrap CIs, deciles, capacity, bands, report.
+"""Any two scorers on the same leads (the model against manual rules): AUCs with paired bootstrap intervals,
+deciles, capacity curve and headline, bands, agreement, capacity cut-offs and a learned points scorecard.
 
-`compare_scores` is pure (already-scored frames and labels in, a `Comparison` out); `compare_model_and_rules`
-builds the labels the model's way, keeps the model's test window, scores the same leads with both scorers at
-each lead's as_of and calls it; `write_comparison_report` writes a self-contained HTML report, CSV tables and
-`comparison.json`.
+`compare_scores` is pure (already-scored frames and labels in, a `Comparison` out); `compare_scorers` scores the
+same leads with two `models.scoring.Scorer`s and calls it (one call); `compare_model_and_rules` labels leads the
+model's way (`label_like_model`, also used by promotion), keeps the model's test window (`test_window`), compares
+and adds the scorecard. The report is `leadscore.presentation.comparison.write_comparison_report`.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from leadscore.features.errors import DataError
-from leadscore.features.io import parse_timestamps, require_columns, write_table, write_text
+from leadscore.features.io import parse_timestamps, require_columns
 from leadscore.features.spec import AS_OF, LABEL
+from leadscore.models.metrics import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, RANKING_METRICS, bootstrap_metrics, interval
+from leadscore.models.scoring import Scorer
 
 DEFAULT_CAPACITY_SHARE = 0.10
 DEFAULT_SALES_SHARE = 0.10
@@ -59,6 +57,10 @@ class Comparison:
     # The learned points scorecard on the same leads: AUC with CI, how it was fitted, and its points table.
     scorecard: dict[str, Any] | None = None
     scorecard_table: pd.DataFrame | None = None
+    # Display names of the two roles (the challenger is "model", the incumbent "rules" in every table key).
+    names: dict[str, str] = field(default_factory=lambda: {"model": "model", "rules": "rules"})
+    # The first scorer's scores as it returned them (with reasons), when it was run here.
+    model_scores: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def headline_text(self) -> str:
@@ -72,7 +74,7 @@ class Comparison:
             "window": self.window, "metrics": self.metrics, "headline": self.headline,
             "bands": self.bands.to_dict(orient="records"), "cutoffs": self.cutoffs.to_dict(orient="records"),
             "notes": list(self.notes), "bootstrap": {"n_boot": self.n_boot, "seed": self.seed},
-            "scorecard": self.scorecard,
+            "scorecard": self.scorecard, "names": self.names,
         })
 
     def flat_metrics(self) -> dict[str, float]:
@@ -119,53 +121,28 @@ def _tie_groups(score: np.ndarray) -> tuple[np.ndarray, int]:
     return inverse, len(uniq)
 
 
-def _auc_ap(inverse: np.ndarray, n_groups: int, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """Weighted ROC AUC (ties count half) and average precision, as scikit-learn computes them."""
-    pos = np.bincount(inverse, weights=w * y, minlength=n_groups)
-    neg = np.bincount(inverse, weights=w * (1 - y), minlength=n_groups)
-    p_total, n_total = pos.sum(), neg.sum()
-    if p_total <= 0 or n_total <= 0:
-        return float("nan"), float("nan")
-    neg_below = np.cumsum(neg) - neg
-    auc = float((pos * (neg_below + 0.5 * neg)).sum() / (p_total * n_total))
-    pos_d, neg_d = pos[::-1], neg[::-1]
-    tp, fp = np.cumsum(pos_d), np.cumsum(neg_d)
-    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
-    ap = float((pos_d * precision).sum() / p_total)
-    return auc, ap
+def _ci(table: pd.DataFrame, who: str, metric: str) -> list[float]:
+    _, low, high = interval(table, who, metric)
+    return [low, high]
 
 
-def _ci(values: np.ndarray) -> list[float]:
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return [float("nan"), float("nan")]
-    low, high = np.quantile(values, [0.025, 0.975])
-    return [float(low), float(high)]
+def paired_metrics(y: np.ndarray, first: np.ndarray, second: np.ndarray, *, n_boot: int = BOOTSTRAP_DRAWS,
+                   seed: int = BOOTSTRAP_SEED, names: tuple[str, str] = ("model", "rules")
+                   ) -> dict[str, dict[str, Any]]:
+    """ROC AUC and PR AUC of two scorers on the same leads with paired bootstrap 95% intervals, and their gap.
 
-
-def _paired_bootstrap(y: np.ndarray, model: np.ndarray, rules: np.ndarray, n_boot: int, seed: int
-                      ) -> dict[str, dict[str, Any]]:
-    """Point estimates and 95% CIs; each resample draws the same leads for both scorers."""
-    n = len(y)
-    yf = y.astype("float64")
-    gm, km = _tie_groups(model)
-    gr, kr = _tie_groups(rules)
-    ones = np.ones(n)
-    m_auc, m_ap = _auc_ap(gm, km, yf, ones)
-    r_auc, r_ap = _auc_ap(gr, kr, yf, ones)
-    rng = np.random.default_rng(seed)
-    draws = np.full((n_boot, 4), np.nan)
-    for b in range(n_boot):
-        # Multiplicity weights are a resample with replacement without materialising it.
-        w = np.bincount(rng.integers(0, n, n), minlength=n).astype("float64")
-        draws[b, :2] = _auc_ap(gm, km, yf, w)
-        draws[b, 2:] = _auc_ap(gr, kr, yf, w)
-    return {
-        "model": {"roc_auc": m_auc, "roc_auc_ci": _ci(draws[:, 0]), "pr_auc": m_ap, "pr_auc_ci": _ci(draws[:, 1])},
-        "rules": {"roc_auc": r_auc, "roc_auc_ci": _ci(draws[:, 2]), "pr_auc": r_ap, "pr_auc_ci": _ci(draws[:, 3])},
-        "difference": {"roc_auc": m_auc - r_auc, "roc_auc_ci": _ci(draws[:, 0] - draws[:, 2]),
-                       "pr_auc": m_ap - r_ap, "pr_auc_ci": _ci(draws[:, 1] - draws[:, 3])},
-    }
+    The intervals come from `models.metrics.bootstrap_metrics`: the model card's intervals for the same model on
+    the same leads (same method, resamples and seed).
+    """
+    a, b = names
+    table = bootstrap_metrics(y, {a: first, b: second}, metrics=RANKING_METRICS, n_boot=n_boot, seed=seed)
+    out: dict[str, dict[str, Any]] = {}
+    for key, who in ((a, a), (b, b), ("difference", f"{a} - {b}")):
+        out[key] = {}
+        for metric in RANKING_METRICS:
+            out[key][metric] = interval(table, who, metric)[0]
+            out[key][f"{metric}_ci"] = _ci(table, who, metric)
+    return out
 
 
 def _tie_broken_rank(score: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -325,7 +302,8 @@ def _prepare(frame: pd.DataFrame, id_column: str, columns: Sequence[str], what: 
 
 
 def _headline(n: int, y_total: int, weeks: float | None, capacity_per_week: float | None,
-              model: np.ndarray, rules: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+              model: np.ndarray, rules: np.ndarray, y: np.ndarray,
+              names: tuple[str, str] = ("model", "rules")) -> dict[str, Any]:
     per_week = weeks is not None and weeks > 0
     if capacity_per_week is not None and per_week:
         n_worked = int(min(n, round(capacity_per_week * weeks)))
@@ -344,14 +322,14 @@ def _headline(n: int, y_total: int, weeks: float | None, capacity_per_week: floa
     pct_text = f"{pct:+.0f}%" if math.isfinite(pct) else "rules found none"
     if per_week:
         given = capacity_per_week is not None
-        text = (f"With capacity for {cap_week:,.0f} leads a week{'' if given else f' ({basis})'}, the model finds "
-                f"{abs(extra) / weeks:,.1f} "
-                f"{more} conversions a week than the rules ({pct_text}): {m / weeks:,.1f} vs {r / weeks:,.1f} a week, "
+        text = (f"With capacity for {cap_week:,.0f} leads a week{'' if given else f' ({basis})'}, the {names[0]} "
+                f"finds {abs(extra) / weeks:,.1f} {more} conversions a week than the {names[1]} ({pct_text}): "
+                f"{m / weeks:,.1f} vs {r / weeks:,.1f} a week, "
                 f"{m:,.0f} vs {r:,.0f} of {y_total:,} conversions over the {weeks:,.1f} weeks compared "
                 f"(random order: {rand:,.0f}).")
     else:
-        text = (f"With capacity for {basis} ({n_worked:,} leads), the model finds {abs(extra):,.0f} {more} "
-                f"conversions than the rules ({pct_text}): {m:,.0f} vs {r:,.0f} of {y_total:,} conversions "
+        text = (f"With capacity for {basis} ({n_worked:,} leads), the {names[0]} finds {abs(extra):,.0f} {more} "
+                f"conversions than the {names[1]} ({pct_text}): {m:,.0f} vs {r:,.0f} of {y_total:,} conversions "
                 f"(random order: {rand:,.0f}).")
     return {"text": text, "capacity_leads": n_worked, "capacity_per_week": cap_week,
             "capacity_share": n_worked / n, "weeks": weeks, "model_conversions": m, "rules_conversions": r,
@@ -367,11 +345,12 @@ def compare_scores(
     id_column: str = "lead_id",
     capacity_per_week: int | None = None,
     weeks: float | None = None,
-    seed: int = 0,
-    n_boot: int = 500,
+    seed: int = BOOTSTRAP_SEED,
+    n_boot: int = BOOTSTRAP_DRAWS,
     label_column: str = LABEL,
     n_disagreements: int = N_DISAGREEMENTS,
     telemarketing_per_week: float | None = None,
+    names: tuple[str, str] = ("model", "rules"),
 ) -> Comparison:
     """Compare already-scored leads (model: probability/score/band; rules: score/band) against 0/1 labels.
 
@@ -412,13 +391,13 @@ def compare_scores(
     rules_rank = joined["rule_score"].to_numpy(dtype="float64")
     n, y_total = len(y), int(y.sum())
 
-    metrics = _paired_bootstrap(y, model_rank, rules_rank, n_boot, seed)
+    metrics = paired_metrics(y, model_rank, rules_rank, n_boot=n_boot, seed=seed)
     metrics["data"] = {"n": n, "conversions": y_total, "conversion_rate": y_total / n}
     rng = np.random.default_rng(seed)
     deciles = pd.concat([_deciles("model", model_rank, y, rng), _deciles("rules", rules_rank, y, rng)],
                         ignore_index=True)
     capacity = _capacity_curve(model_rank, rules_rank, y)
-    headline = _headline(n, y_total, weeks, capacity_per_week, model_rank, rules_rank, y)
+    headline = _headline(n, y_total, weeks, capacity_per_week, model_rank, rules_rank, y, names)
 
     model_order = _band_order(joined["model_band"], model_rank)
     rule_order = _band_order(joined["rule_band"], rules_rank)
@@ -444,7 +423,8 @@ def compare_scores(
     cutoffs = recommend_cutoffs(cut_input, weeks, sales_per_week=capacity_per_week,
                                 telemarketing_per_week=telemarketing_per_week)
     notes = [TIE_NOTE, f"Bootstrap: {n_boot} paired resamples of the {n:,} leads (seed {seed}), 95% percentile "
-             "intervals; the same resampled leads score both model and rules."]
+             "intervals corrected for the bootstrap bias; the same resampled leads score both, and the model card "
+             "shows the same intervals for the model on the same leads."]
     if counts["dropped_model_scores"] or counts["dropped_rule_scores"] or counts["dropped_labels"]:
         notes.append(f"Leads compared: {n:,} with a model score, a rule score and a label; dropped "
                      f"{counts['dropped_model_scores']:,} model-scored, {counts['dropped_rule_scores']:,} "
@@ -452,7 +432,8 @@ def compare_scores(
     return Comparison(n_leads=n, n_conversions=y_total, counts=counts, metrics=metrics, deciles=deciles,
                       capacity=capacity, headline=headline, bands=bands, agreement=agreement,
                       disagreements=disagreements, cutoffs=cutoffs,
-                      window={"weeks": weeks}, notes=tuple(notes), seed=seed, n_boot=n_boot)
+                      window={"weeks": weeks}, notes=tuple(notes), seed=seed, n_boot=n_boot,
+                      names={"model": names[0], "rules": names[1]})
 
 
 # ----------------------------------------------------------------------------------------------- end to end
@@ -514,9 +495,60 @@ def label_like_model(
     return labelled, how
 
 
+def test_window(rows: pd.DataFrame, starts: Sequence[str | pd.Timestamp | None]) -> tuple[pd.DataFrame,
+                                                                               pd.Timestamp | None]:
+    """The labelled leads no given model trained or calibrated on: as_of >= the latest of the test starts.
+
+    Returns the rows (all of them, and None, when a start is missing or a lead has no as_of) and the start used.
+    Comparison and promotion both cut their window here.
+    """
+    dated = AS_OF in rows.columns and bool(rows[AS_OF].notna().all())
+    if not starts or not all(starts) or not dated:
+        return rows, None
+    start = max(pd.Timestamp(t) for t in starts)
+    return rows.loc[(rows[AS_OF] >= start).to_numpy()].reset_index(drop=True), start
+
+
+def training_seed(bundle: Any) -> int:
+    """The seed a model was trained with (its card and verdict bootstrap with it); 0 when not recorded."""
+    seed = (bundle.meta.get("config") or {}).get("seed") if isinstance(bundle.meta, dict) else None
+    return int(seed) if isinstance(seed, int | np.integer) else BOOTSTRAP_SEED
+
+
+def compare_scorers(
+    first: Scorer,
+    second: Scorer,
+    leads: pd.DataFrame,
+    labels: pd.DataFrame,
+    events: pd.DataFrame | None = None,
+    *,
+    id_column: str = "lead_id",
+    names: tuple[str, str] = ("model", "rules"),
+    weeks: float | None = None,
+    capacity_per_week: int | None = None,
+    telemarketing_per_week: int | None = None,
+    seed: int = BOOTSTRAP_SEED,
+    n_boot: int = BOOTSTRAP_DRAWS,
+) -> Comparison:
+    """Score the same leads with two scorers (each at the leads' `as_of`) and compare them against `labels`.
+
+    `first` is the challenger (the model's role in the result), `second` the incumbent (the rules' role);
+    `names` are their display names in the report. `labels` holds `id_column` and a 0/1 `label`.
+    """
+    first_scores = first.score(leads, events)
+    second_scores = second.score(leads, events)
+    for scores in (first_scores, second_scores):
+        if id_column not in scores.columns:
+            scores.rename(columns={scores.columns[0]: id_column}, inplace=True)
+    result = compare_scores(first_scores, second_scores, labels, id_column=id_column, weeks=weeks,
+                            capacity_per_week=capacity_per_week, telemarketing_per_week=telemarketing_per_week,
+                            seed=seed, n_boot=n_boot, names=names)
+    return replace(result, model_scores=first_scores)
+
+
 def compare_model_and_rules(
-    predictor: Any,
-    rule_scorer: Any,
+    predictor: Scorer,
+    rule_scorer: Scorer,
     leads: pd.DataFrame,
     outcomes: pd.DataFrame | None = None,
     events: pd.DataFrame | None = None,
@@ -526,8 +558,8 @@ def compare_model_and_rules(
     window: str = "test",
     data_end: pd.Timestamp | str | None = None,
     capacity_per_week: int | None = None,
-    seed: int = 0,
-    n_boot: int = 500,
+    seed: int | None = None,
+    n_boot: int = BOOTSTRAP_DRAWS,
     scorecard: bool = True,
     telemarketing_per_week: int | None = None,
 ) -> Comparison:
@@ -539,13 +571,15 @@ def compare_model_and_rules(
     spec.as_of_days, with already-converted and immature leads left out). `window="test"` keeps leads with
     as_of >= the model's test start when it was trained with a time split (otherwise every given lead is
     compared and the result says so); `"all"` keeps every labelled lead. Both scorers read each lead's
-    `as_of` column, so events after it count for neither.
+    `as_of` column, so events after it count for neither. `seed` None: the model's training seed, so the
+    intervals equal its model card's.
     """
     if window not in ("test", "all"):
         raise DataError(f"compare: window must be 'test' or 'all', not {window!r}")
     bundle = predictor.bundle
     spec = bundle.spec
     id_col = spec.id_column
+    seed = training_seed(bundle) if seed is None else seed
     labelled, how = label_like_model(predictor, leads, outcomes, events, labels_from=labels_from,
                                      converted_at=converted_at, data_end=data_end)
     rows = labelled.leads
@@ -553,10 +587,11 @@ def compare_model_and_rules(
     notes = [f"Labels: {how}."]
     test_start = (bundle.meta.get("training_window") or {}).get("test_start")
     window_info: dict[str, Any] = {"requested": window, "labels": how, "label_counts": dict(labelled.counts)}
-    dated = AS_OF in rows.columns and rows[AS_OF].notna().all()
-    if window == "test" and test_start and dated:
-        start = pd.Timestamp(test_start)
-        rows = rows.loc[(rows[AS_OF] >= start).to_numpy()].reset_index(drop=True)
+    dated = AS_OF in rows.columns and bool(rows[AS_OF].notna().all())
+    start = None
+    if window == "test":
+        rows, start = test_window(rows, [test_start])
+    if start is not None:
         window_info.update(kind="model test window", test_start=start.isoformat())
         notes.append(f"Leads compared: the model's test window (as_of >= {start:%Y-%m-%d}), never seen in training.")
     elif window == "test":
@@ -578,27 +613,21 @@ def compare_model_and_rules(
     else:
         # Without dates both scorers score "now"; with no events that changes nothing.
         score_input = score_input.drop(columns=[AS_OF])
-    model_scores = predictor.score(score_input, events)
-    rule_scores = rule_scorer.score(score_input, events)
-    rules_id = id_col if id_col in rule_scores.columns else rule_scores.columns[0]
-    rule_scores = rule_scores.rename(columns={rules_id: id_col})
-    result = compare_scores(model_scores, rule_scores, rows[[id_col, LABEL]], id_column=id_col,
-                            capacity_per_week=capacity_per_week, weeks=weeks, seed=seed, n_boot=n_boot,
-                            telemarketing_per_week=telemarketing_per_week)
+    result = compare_scorers(predictor, rule_scorer, score_input, rows[[id_col, LABEL]], events, id_column=id_col,
+                             weeks=weeks, capacity_per_week=capacity_per_week,
+                             telemarketing_per_week=telemarketing_per_week, seed=seed, n_boot=n_boot)
     window_info["weeks"] = weeks
     extra: dict[str, Any] = {}
     if scorecard:
-        start = pd.Timestamp(test_start) if (window == "test" and test_start and dated) else None
-        extra = _scorecard(predictor, all_rows, rows, events, start, seed=seed, n_boot=n_boot)
+        extra = _scorecard(predictor, all_rows, rows, events, start, result, seed=seed, n_boot=n_boot)
     return replace(result, window=window_info, notes=tuple(notes) + result.notes, **extra)
 
 
 def _scorecard(predictor: Any, all_rows: pd.DataFrame, rows: pd.DataFrame, events: pd.DataFrame | None,
-               test_start: pd.Timestamp | None, *, seed: int, n_boot: int) -> dict[str, Any]:
-    """Fit the points scorecard on leads before the window (or cross-fit without one) and score the window."""
-    from sklearn.metrics import roc_auc_score
-
-    from leadscore.models.scorecard import fit_scorecard
+               test_start: pd.Timestamp | None, result: Comparison, *, seed: int, n_boot: int) -> dict[str, Any]:
+    """Fit the points scorecard on leads before the window (or cross-fit without one), score the window, and
+    state what it gives up against the model (paired bootstrap on the window's leads)."""
+    from leadscore.models.scorecard import evaluate_scorecard
 
     id_col = predictor.spec.id_column
     drop = [LABEL] if AS_OF in rows.columns and rows[AS_OF].notna().all() else [LABEL, AS_OF]
@@ -608,176 +637,20 @@ def _scorecard(predictor: Any, all_rows: pd.DataFrame, rows: pd.DataFrame, event
         train_rows = all_rows.loc[(all_rows[AS_OF] < test_start).to_numpy()]
         train = predictor.features(train_rows.drop(columns=[LABEL]), events)
         y_train = train_rows.set_index(id_col).loc[train.ids.to_numpy(), LABEL].to_numpy(dtype=int)
-        card = fit_scorecard(train.features, y_train)
-        points = card.score(window.features)
-        fitted_on = f"{len(y_train):,} labelled leads before the window"
+        card, points, fitted_on = evaluate_scorecard(train.features, y_train, window.features, seed=seed)
     else:
-        # No held-out window: every lead is scored by a scorecard fitted on the other folds.
-        fold = np.random.default_rng(seed).permutation(len(y_window)) % 5
-        points = np.zeros(len(y_window))
-        for k in range(5):
-            part = fit_scorecard(window.features.loc[fold != k], y_window[fold != k])
-            points[fold == k] = part.score(window.features.loc[fold == k])
-        card = fit_scorecard(window.features, y_window)
-        fitted_on = "5-fold cross-fitting on the compared leads"
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(max(n_boot, 50)):
-        idx = rng.integers(0, len(y_window), len(y_window))
-        if np.unique(y_window[idx]).size == 2:
-            boots.append(roc_auc_score(y_window[idx], points[idx]))
-    auc = float(roc_auc_score(y_window, points))
-    return {"scorecard": {"roc_auc": auc, "roc_auc_ci": _ci(np.asarray(boots)), "fitted_on": fitted_on,
-                          "n_rows": int(len(card.table()))},
-            "scorecard_table": card.table()}
-
-
-# ----------------------------------------------------------------------------------------------- report
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    _plt().close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _capacity_png(c: Comparison) -> str:
-    plt = _plt()
-    cap = c.capacity
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    x = cap["share_of_leads"] * 100
-    ax.plot(x, cap["model"], label="model", lw=2)
-    ax.plot(x, cap["rules"], label="rules", lw=2)
-    ax.plot(x, cap["random"], label="random order", ls="--", color="grey")
-    ax.plot(x, cap["best_possible"], label="best possible", color="lightgrey", lw=1)
-    share = c.headline["capacity_share"] * 100
-    ax.axvline(share, color="black", lw=0.8, ls=":")
-    ax.set_xlabel("leads worked (% of leads, highest score first)")
-    ax.set_ylabel("conversions captured")
-    ax.set_title("Capacity curve: conversions found by working the top N% of leads")
-    ax.legend(loc="lower right")
-    return _png(fig)
-
-
-def _lift_png(c: Comparison) -> str:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, who in enumerate(("model", "rules")):
-        d = c.deciles[c.deciles["scorer"] == who]
-        ax.bar(d["decile"] + (i - 0.5) * 0.4, d["lift"], width=0.4, label=who)
-    ax.axhline(1, color="grey", ls="--", lw=1)
-    ax.set_xticks(range(1, 11))
-    ax.set_xlabel("decile (1 = highest scores)")
-    ax.set_ylabel("lift (conversion rate / overall)")
-    ax.set_title("Lift by decile")
-    ax.legend()
-    return _png(fig)
-
-
-def _bands_png(c: Comparison) -> str:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, who in zip(axes, ("model", "rules"), strict=True):
-        d = c.bands[c.bands["scorer"] == who]
-        bars = ax.bar(d["band"], d["conversion_rate"].fillna(0) * 100)
-        for bar, leads in zip(bars, d["leads"], strict=True):
-            ax.annotate(f"n={leads:,}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                        va="bottom", fontsize=8)
-        ax.set_title(f"{who} bands")
-        ax.set_ylabel("conversion rate (%)")
-    fig.suptitle("Conversion rate by band")
-    return _png(fig)
-
-
-def _fmt_ci(values: Mapping[str, Any], key: str) -> str:
-    low, high = values[f"{key}_ci"]
-    return f"{values[key]:.3f} [{low:.3f}, {high:.3f}]"
-
-
-def _table_html(frame: pd.DataFrame, *, index: bool = False) -> str:
-    return frame.to_html(index=index, float_format=lambda v: f"{v:,.3f}", border=0, classes="t", na_rep="")
-
-
-def _html(c: Comparison) -> str:
-    from html import escape
-
-    m = c.metrics
-    w = c.window
-    period = ""
-    if w.get("as_of_min"):
-        period = f", as_of from {w['as_of_min'][:10]} to {w['as_of_max'][:10]}"
-        if w.get("weeks"):
-            period += f" ({w['weeks']:.1f} weeks)"
-    who = (f"{c.n_leads:,} leads with {c.n_conversions:,} conversions "
-           f"({c.n_conversions / c.n_leads:.1%}){period}; window: {w.get('kind', 'as given')}.")
-    metric_rows = pd.DataFrame({
-        "": ["ROC AUC [95% CI]", "PR AUC [95% CI]"],
-        "model": [_fmt_ci(m["model"], "roc_auc"), _fmt_ci(m["model"], "pr_auc")],
-        "rules": [_fmt_ci(m["rules"], "roc_auc"), _fmt_ci(m["rules"], "pr_auc")],
-        "model - rules": [_fmt_ci(m["difference"], "roc_auc"), _fmt_ci(m["difference"], "pr_auc")],
-    })
-    cap_points = c.capacity[c.capacity["share_of_leads"].round(2).isin([0.05, 0.1, 0.2, 0.3, 0.5])]
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Model vs rules</title><style>",
-        "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
-        ".headline{font-size:1.25em;background:#eef5ff;padding:0.8em;border-left:4px solid #36c}"
-        "table.t{border-collapse:collapse;margin:0.5em 0 1.5em}table.t td,table.t th{padding:3px 8px;"
-        "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%}.note{color:#555;font-size:0.9em}",
-        "</style></head><body><h1>Lead score: model vs manual rules</h1>",
-        f"<p class='headline'>{escape(c.headline_text)}</p>",
-        f"<p><b>Leads compared:</b> {escape(who)}</p>",
-        "<h2>Ranking quality</h2>", _table_html(metric_rows),
-        "<h2>Capacity curve</h2>", f"<img alt='capacity curve' src='data:image/png;base64,{_capacity_png(c)}'>",
-        _table_html(cap_points),
-        "<h2>Lift by decile</h2>", f"<img alt='lift by decile' src='data:image/png;base64,{_lift_png(c)}'>",
-        _table_html(c.deciles),
-        "<h2>Conversion by band</h2>", f"<img alt='conversion by band' src='data:image/png;base64,{_bands_png(c)}'>",
-        _table_html(c.bands),
-        "<h2>Agreement (rows: rule band, columns: model band; lead counts)</h2>", _table_html(c.agreement, index=True),
-        *_scorecard_html(c),
-        "<h2>Recommended model cut-offs from capacity</h2>", _table_html(c.cutoffs),
-        f"<h2>Largest disagreements (top {len(c.disagreements)} by percentile gap)</h2>",
-        _table_html(c.disagreements),
-        "<h2>Notes</h2><ul>", *[f"<li class='note'>{escape(n)}</li>" for n in c.notes], "</ul></body></html>",
-    ]
-    return "\n".join(parts)
-
-
-def _scorecard_html(c: Comparison) -> list[str]:
-    from html import escape
-
-    if not c.scorecard:
-        return []
-    sc = c.scorecard
-    low, high = sc["roc_auc_ci"]
-    text = (f"A points table learned from the data ({escape(sc['fitted_on'])}) ranks these leads with ROC AUC "
-            f"{sc['roc_auc']:.3f} [{low:.3f}, {high:.3f}], against {c.metrics['rules']['roc_auc']:.3f} for the "
-            f"rules and {c.metrics['model']['roc_auc']:.3f} for the model. Teams that must keep points can paste it "
-            f"into their CRM (scorecard.csv).")
-    return ["<h2>Learned points scorecard</h2>", f"<p>{text}</p>", _table_html(c.scorecard_table)]
-
-
-def write_comparison_report(comparison: Comparison, directory: str | os.PathLike) -> dict[str, Path]:
-    """Write report.html (plots embedded), CSV tables and comparison.json into `directory`."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    c = comparison
-    return {
-        "html": write_text(_html(c), directory / "report.html"),
-        "json": write_text(json.dumps(c.summary(), indent=2, sort_keys=True), directory / "comparison.json"),
-        "deciles": write_table(c.deciles, directory / "deciles.csv"),
-        "capacity": write_table(c.capacity, directory / "capacity_curve.csv"),
-        "bands": write_table(c.bands, directory / "bands.csv"),
-        "agreement": write_table(c.agreement.reset_index(), directory / "agreement.csv"),
-        "disagreements": write_table(c.disagreements, directory / "disagreements.csv"),
-        "cutoffs": write_table(c.cutoffs, directory / "cutoffs.csv"),
-        **({"scorecard": write_table(c.scorecard_table, directory / "scorecard.csv")}
-           if c.scorecard_table is not None else {}),
-    }
+        card, points, fitted_on = evaluate_scorecard(window.features, y_window, window.features, seed=seed)
+    model = result.model_scores
+    p_model = (model.assign(**{id_col: _ids(model[id_col])}).set_index(id_col)
+               .loc[window.ids.to_numpy(), "probability"].to_numpy(dtype="float64"))
+    table = bootstrap_metrics(y_window, {"scorecard": points.astype("float64"), "model": p_model},
+                              metrics=("roc_auc",), n_boot=n_boot, seed=seed)
+    auc, low, high = interval(table, "scorecard", "roc_auc")
+    gap, gap_low, gap_high = interval(table, "model - scorecard", "roc_auc")
+    shown = card.table()
+    return {"scorecard": {"roc_auc": auc, "roc_auc_ci": [low, high], "fitted_on": fitted_on,
+                          "n_rows": int(len(shown)), "n_features": len(card.bins_),
+                          "model_roc_auc": interval(table, "model", "roc_auc")[0],
+                          "model_minus_scorecard": gap, "model_minus_scorecard_ci": [gap_low, gap_high],
+                          "monotone": card.monotone_features()},
+            "scorecard_table": shown}
