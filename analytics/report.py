@@ -1,27 +1,21 @@
-"""The funnel report: every funnel table as CSV, plots as PNG and one self-contained HTML page, plus `run_funnel`,
-the entry point of `leadscore funnel` (reads files through features.io, writes the report, returns a summary).
+"""The funnel report's contents: every funnel table the data allows (`funnel_tables`) and its headline numbers
+(`funnel_summary`). `leadscore.presentation.funnel` writes them as CSV, PNG and one HTML page (`run_funnel` is the
+entry point of `leadscore funnel`).
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import math
-import os
-from html import escape
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from leadscore.analytics import plots
 from leadscore.analytics.funnel import (
     ALL,
     band_conversion,
     conversion_by_channel,
     grade_summary,
     lead_grades,
-    lead_journeys,
     lead_sla,
     lifecycle_funnel,
     parse_landing_urls,
@@ -32,7 +26,6 @@ from leadscore.analytics.funnel import (
     stalled_leads,
 )
 from leadscore.features.errors import DataError
-from leadscore.features.io import read_table, write_table, write_text
 
 
 def _has(journeys: pd.DataFrame, *columns: str) -> bool:
@@ -103,54 +96,6 @@ def _average_deal_value(journeys: pd.DataFrame) -> float:
     return mean
 
 
-def _figures(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    figs: dict[str, Any] = {"channels": plots.channel_figure(tables["channels"])}
-    makers = {
-        "pipeline": plots.pipeline_figure, "lifecycle": plots.lifecycle_figure, "grades": plots.grades_figure,
-        "sla_by_team": plots.sla_figure, "stalled": plots.stalled_figure, "landing_urls": plots.url_channel_figure,
-        "reverse_funnel": plots.reverse_funnel_figure,
-    }
-    for name, make in makers.items():
-        if name in tables:
-            figs[name] = make(tables[name])
-    if "reverse_funnel_bands" in tables:
-        figs["reverse_funnel_bands"] = plots.reverse_funnel_figure(tables["reverse_funnel_bands"], name_column="band")
-    return figs
-
-
-_TITLES = {
-    "channels": "Conversion by channel", "pipeline": "Pipeline: volume, value, velocity, conversion",
-    "lifecycle": "Lifecycle funnel", "grades": "Lead grades", "grades_by_channel": "Lead grades by channel",
-    "sla_by_team": "Lead SLA by team", "sla_breaches": "Leads breaching the SLA now",
-    "stalled": "Stalled leads (recycle to nurture)", "landing_urls": "Channel from landing URLs",
-    "reverse_funnel": "Reverse funnel by channel", "band_conversion": "Conversion by model band",
-    "reverse_funnel_bands": "Reverse funnel by model band",
-}
-_PREVIEW = {"sla_breaches": 20, "stalled": 20, "landing_urls": 10}
-
-
-def _html(tables: dict[str, pd.DataFrame], images: dict[str, str], summary: dict[str, Any]) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Funnel report</title><style>",
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table.t{border-collapse:collapse;"
-        "margin:0.5em 0 1.5em;font-size:0.85em}table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #ddd;"
-        "text-align:right}img{max-width:100%}.note{color:#555;font-size:0.9em}",
-        "</style></head><body><h1>Funnel report</h1>",
-        f"<p class='note'>{escape(json.dumps(summary, default=str))}</p>",
-    ]
-    for name, table in tables.items():
-        parts.append(f"<h2>{escape(_TITLES.get(name, name))}</h2>")
-        if name in images:
-            parts.append(f"<img alt='{escape(name)}' src='data:image/png;base64,{images[name]}'>")
-        shown = table.head(_PREVIEW[name]) if name in _PREVIEW else table
-        if len(shown) < len(table):
-            parts.append(f"<p class='note'>first {len(shown)} of {len(table):,} rows; all in {name}.csv</p>")
-        parts.append(shown.to_html(index=False, border=0, classes="t", na_rep="",
-                                   float_format=lambda v: f"{v:,.3f}"))
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
 def funnel_summary(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Headline numbers from the tables as plain JSON values."""
     total = tables["channels"].set_index("channel").loc[ALL]
@@ -175,77 +120,19 @@ def funnel_summary(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
         out["deals_needed"] = int(rf["deals_needed"].iloc[0])
         out["leads_needed"] = {str(r.channel): (None if pd.isna(r.leads_needed) else int(r.leads_needed))
                                for r in rf.itertuples()}
+    best, worst = ranked_channels(tables["channels"])
+    if best is not None:
+        out["best_channel"], out["worst_channel"] = best, worst
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
 
-def funnel_report(
-    journeys: pd.DataFrame,
-    out_dir: str | os.PathLike,
-    *,
-    events: pd.DataFrame | None = None,
-    as_of: pd.Timestamp | str | None = None,
-    window_days: float | None = None,
-    revenue_target: float | None = None,
-    average_deal_value: float | None = None,
-    sla_hours: float = 24.0,
-    stalled_factor: float = 2.0,
-    scored: pd.DataFrame | None = None,
-) -> dict[str, Path]:
-    """Write funnel_report.html (plots embedded), one CSV per table, PNG plots and funnel_summary.json."""
-    out_dir = Path(out_dir)
-    tables = funnel_tables(journeys, events=events, as_of=as_of, window_days=window_days,
-                           revenue_target=revenue_target, average_deal_value=average_deal_value,
-                           sla_hours=sla_hours, stalled_factor=stalled_factor, scored=scored)
-    files: dict[str, Path] = {}
-    images: dict[str, str] = {}
-    for name, fig in _figures(tables).items():
-        png = plots.figure_png(fig)
-        files[f"plot_{name}"] = plots.write_png(png, out_dir / "plots" / f"{name}.png")
-        images[name] = base64.b64encode(png).decode("ascii")
-    for name, table in tables.items():
-        files[name] = write_table(table, out_dir / f"{name}.csv")
-    summary = funnel_summary(tables)
-    files["summary"] = write_text(json.dumps(summary, indent=2, sort_keys=True, default=str),
-                                  out_dir / "funnel_summary.json")
-    files["html"] = write_text(_html(tables, images, summary), out_dir / "funnel_report.html")
-    return files
-
-
-def run_funnel(
-    leads_path: str | os.PathLike,
-    outcomes_path: str | os.PathLike | None = None,
-    stages_path: str | os.PathLike | None = None,
-    events_path: str | os.PathLike | None = None,
-    *,
-    out_dir: str | os.PathLike,
-    pipeline_path: str | os.PathLike | None = None,
-    scored_path: str | os.PathLike | None = None,
-    revenue_target: float | None = None,
-    average_deal_value: float | None = None,
-    as_of: str | None = None,
-    window_days: float | None = None,
-    sla_hours: float = 24.0,
-    stalled_factor: float = 2.0,
-    id_column: str = "lead_id",
-    created_column: str = "created_at",
-    channel_column: str = "lead_source",
-    converted_column: str = "converted_at",
-) -> dict[str, Any]:
-    """Read the files, write the funnel report into `out_dir`; return {"summary": ..., "files": {name: path}}."""
-    if outcomes_path is None and stages_path is None:
-        raise DataError("funnel: give an outcomes file or a stages file (conversion comes from one of them)")
-    leads = read_table(leads_path, what="leads")
-    outcomes = read_table(outcomes_path, what="outcomes") if outcomes_path is not None else None
-    stages = read_table(stages_path, what="stages") if stages_path is not None else None
-    events = read_table(events_path, what="events") if events_path is not None else None
-    pipeline = read_table(pipeline_path, what="pipeline") if pipeline_path is not None else None
-    scored = read_table(scored_path, what="scored leads") if scored_path is not None else None
-    journeys = lead_journeys(leads, outcomes, stages, pipeline, id_column=id_column, created_column=created_column,
-                             channel_column=channel_column, converted_column=converted_column)
-    files = funnel_report(journeys, out_dir, events=events, as_of=as_of, window_days=window_days,
-                          revenue_target=revenue_target, average_deal_value=average_deal_value,
-                          sla_hours=sla_hours, stalled_factor=stalled_factor, scored=scored)
-    summary = json.loads(Path(files["summary"]).read_text(encoding="utf-8"))
-    return {"summary": summary, "files": {k: str(v) for k, v in files.items()}}
-
-
+def ranked_channels(channels: pd.DataFrame, *, min_share: float = 0.01, min_leads: int = 30
+                    ) -> tuple[str | None, str | None]:
+    """The channels converting best and worst among those with at least `min_leads` leads and `min_share`."""
+    rows = channels[channels["channel"] != ALL]
+    total = float(rows["leads"].sum())
+    big = rows[(rows["leads"] >= max(min_leads, min_share * total)) & rows["conversion_rate"].notna()]
+    if big.empty:
+        return None, None
+    ordered = big.sort_values("conversion_rate", ascending=False, kind="stable")
+    return str(ordered["channel"].iloc[0]), str(ordered["channel"].iloc[-1])

@@ -834,7 +834,7 @@ def funnel(
     as_json: JsonOpt = False,
 ) -> None:
     """Funnel analytics: conversion and time to convert by channel, 4V pipeline, reverse funnel, stalled, SLA."""
-    from leadscore.analytics.report import run_funnel
+    from leadscore.presentation.funnel import run_funnel
 
     result = _run(run_funnel, leads, outcomes, stages, events, out_dir=out_dir, pipeline_path=pipeline,
                   scored_path=scored, revenue_target=revenue_target, average_deal_value=deal_value, as_of=as_of,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,10 @@ from leadscore.analytics.funnel import (
     stalled_leads,
     wilson_interval,
 )
-from leadscore.analytics.report import run_funnel
 from leadscore.features import demo
 from leadscore.features.demo import generate_demo_world, write_demo_world
 from leadscore.features.errors import DataError
+from leadscore.presentation.funnel import run_funnel
 
 OLIST = Path(__file__).resolve().parents[1].parent / "shared/data/olist"
 
@@ -323,6 +324,12 @@ def test_run_funnel_writes_report(tmp_path: Path) -> None:
     files = {k: Path(v) for k, v in out["files"].items()}
     html = files["html"].read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and "<img" in html and "src='plots/" not in html
+    # The page opens with plain sentences, never a raw JSON blob or raw keys.
+    summary = html[html.index('<section class="summary">'): html.index("</section>")]
+    assert "Best channel:" in summary and "median lead that converted took" in summary
+    assert "won deals" in summary and "new leads at today" in summary
+    assert '"median_days_to_convert"' not in html and "median_days_to_convert" not in html
+    assert ">3,000<" in html and not re.search(r">\d[\d,]*\.000<", html)  # counts as integers, never 133.000
     for name in ("channels", "pipeline", "lifecycle", "sla_by_team", "stalled", "reverse_funnel",
                  "reverse_funnel_bands", "landing_urls", "grades"):
         assert files[name].exists(), name

@@ -1,58 +1,21 @@
-"""Funnel plots: each function takes a table from `analytics.funnel` and returns a matplotlib Figure.
+"""Funnel figures: each function takes a table from `analytics.funnel` and returns a matplotlib `Figure`.
 
-Figures come back closed (detached from pyplot); `figure_png` / `figure_base64` / `save_figure` turn one into
-PNG bytes, base64 text or an atomically written file. Matplotlib is imported lazily and its backend is left
-to the caller, so notebooks keep their inline backend.
+Built with `presentation.figures` (no pyplot state): a notebook displays a returned figure as it is, and
+`figures.png` / `figures.save_png` turn one into PNG bytes or a file.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from leadscore.analytics.funnel import ALL
-from leadscore.features.io import write_bytes
+from leadscore.presentation.figures import figure, png, save_png
 
-
-def _plt() -> Any:
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _done(fig: Any) -> Any:
-    fig.tight_layout()
-    # Detached from pyplot: a notebook shows the returned figure once, and nothing piles up in batch runs.
-    _plt().close(fig)
-    return fig
-
-
-def figure_png(fig: Any) -> bytes:
-    """PNG bytes of a figure."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def figure_base64(fig: Any) -> str:
-    """Base64 PNG of a figure, for embedding in HTML."""
-    return base64.b64encode(figure_png(fig)).decode("ascii")
-
-
-def write_png(png: bytes, path: str | os.PathLike) -> Path:
-    """Write PNG bytes atomically (temp file beside the target, then rename); returns the path."""
-    return write_bytes(png, path)
-
-
-def save_figure(fig: Any, path: str | os.PathLike) -> Path:
-    """Write a figure as PNG atomically; returns the path."""
-    return write_png(figure_png(fig), path)
+__all__ = ["channel_figure", "pipeline_figure", "lifecycle_figure", "reverse_funnel_figure", "sla_figure",
+           "grades_figure", "stalled_figure", "url_channel_figure", "png", "save_png"]
 
 
 def _errors(table: pd.DataFrame, rate: str, low: str, high: str) -> np.ndarray:
@@ -61,13 +24,12 @@ def _errors(table: pd.DataFrame, rate: str, low: str, high: str) -> np.ndarray:
 
 def channel_figure(table: pd.DataFrame, *, by: str = "channel") -> Any:
     """Conversion rate by channel with 95% CIs (and lead -> won, win rate when the table has them)."""
-    plt = _plt()
     rows = table[table[by] != ALL].iloc[::-1]
     panels = [("conversion_rate", "ci_low", "ci_high", "lead -> opportunity (%)")]
     if "lead_to_won" in rows.columns:
         panels += [("win_rate", "win_ci_low", "win_ci_high", "opportunity -> won (%)"),
                    ("lead_to_won", "lead_to_won_ci_low", "lead_to_won_ci_high", "lead -> won (%)")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.4 * len(rows) + 1.8), sharey=True)
+    fig, axes = figure(1, len(panels), size=(4.2 * len(panels), 0.4 * len(rows) + 1.8), sharey=True)
     axes = np.atleast_1d(axes)
     overall = table[table[by] == ALL]
     for ax, (rate, low, high, title) in zip(axes, panels, strict=True):
@@ -77,13 +39,12 @@ def channel_figure(table: pd.DataFrame, *, by: str = "channel") -> Any:
         ax.set_xlabel(title)
     axes[0].legend(loc="lower right", fontsize=8)
     fig.suptitle("Conversion by channel (95% Wilson intervals)")
-    return _done(fig)
+    return fig
 
 
 def pipeline_figure(metrics: pd.DataFrame) -> Any:
     """The 4 V per period: volume, value, velocity (median days per stage) and stage-to-stage conversion."""
-    plt = _plt()
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7), sharex=True)
+    fig, axes = figure(2, 2, size=(12, 7), sharex=True)
     x = metrics["period"]
     ax = axes[0, 0]
     ax.plot(x, metrics["leads"], marker="o", label="leads created")
@@ -111,13 +72,12 @@ def pipeline_figure(metrics: pd.DataFrame) -> Any:
     ax.legend(fontsize=8)
     for ax in axes[1]:
         ax.tick_params(axis="x", rotation=60)
-    return _done(fig)
+    return fig
 
 
 def lifecycle_figure(funnel: pd.DataFrame) -> Any:
     """Funnel bars MQL -> won with the rate from the previous stage."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure(size=(7, 4))
     rows = funnel.iloc[::-1]
     bars = ax.barh(rows["stage"], rows["leads"], color="#55a868")
     for bar, rate, base in zip(bars, rows["rate_from_previous"], rows["base"], strict=True):
@@ -126,25 +86,23 @@ def lifecycle_figure(funnel: pd.DataFrame) -> Any:
     ax.set_xscale("log")
     ax.set_xlabel("leads reaching the stage (log scale)")
     ax.set_title("Lifecycle funnel")
-    return _done(fig)
+    return fig
 
 
 def reverse_funnel_figure(table: pd.DataFrame, *, name_column: str = "channel") -> Any:
     """Leads needed per channel (or band) to reach the revenue target."""
-    plt = _plt()
     rows = table.dropna(subset=["leads_needed"]).sort_values("leads_needed", ascending=False)
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.5))
+    fig, ax = figure(size=(7, 0.4 * len(rows) + 1.5))
     ax.barh(rows[name_column], rows["leads_needed"].astype(float), color="#c44e52")
     deals = int(table["deals_needed"].iloc[0]) if len(table) else 0
     ax.set_xlabel(f"leads needed for {deals:,} won deals")
     ax.set_title("Reverse funnel")
-    return _done(fig)
+    return fig
 
 
 def sla_figure(by_team: pd.DataFrame) -> Any:
     """Share of hand-overs touched inside the SLA window and median hours to touch, per team."""
-    plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax1, ax2) = figure(1, 2, size=(10, 3.8))
     ax1.bar(by_team["team"], by_team["share_within"] * 100,
             yerr=_errors(by_team, "share_within", "ci_low", "ci_high"), capsize=3, color="#8172b2")
     ax1.set_ylabel("touched inside the window (%)")
@@ -152,41 +110,38 @@ def sla_figure(by_team: pd.DataFrame) -> Any:
     ax2.bar(by_team["team"], by_team["median_hours_to_touch"], color="#937860")
     ax2.set_ylabel("median hours to first touch")
     fig.suptitle("Lead SLA by team")
-    return _done(fig)
+    return fig
 
 
 def grades_figure(summary: pd.DataFrame) -> Any:
     """Leads per grade."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = figure(size=(6, 3.5))
     ax.bar(summary["grade"], summary["leads"], color="#64b5cd")
     for i, (n, share) in enumerate(zip(summary["leads"], summary["share"], strict=True)):
         ax.annotate(f"{share:.0%}", (i, n), ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("leads")
     ax.set_title("Lead grades")
-    return _done(fig)
+    return fig
 
 
 def stalled_figure(stalled: pd.DataFrame) -> Any:
     """Stalled leads per channel and stage."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure(size=(7, 4))
     if len(stalled):
         counts = stalled.groupby(["channel", "stage"]).size().unstack("stage", fill_value=0)
         counts.plot.barh(stacked=True, ax=ax)
     ax.set_xlabel("stalled leads (open, older than the threshold)")
     ax.set_title("Stalled leads to recycle to nurture")
-    return _done(fig)
+    return fig
 
 
 def url_channel_figure(parsed: pd.DataFrame, declared: pd.Series | None = None) -> Any:
     """Leads per channel read from landing URLs (and the declared channel beside it, when given)."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure(size=(7, 4))
     counts = pd.DataFrame({"from URL": parsed["channel"].value_counts()})
     if declared is not None:
         counts["declared"] = declared.astype("str").value_counts()
     counts.fillna(0).sort_values("from URL").plot.barh(ax=ax)
     ax.set_xlabel("leads")
     ax.set_title("Channel from landing URL parameters")
-    return _done(fig)
+    return fig
