@@ -20,9 +20,12 @@ from leadscore.features.config import TrainConfig, config_to_dict
 from leadscore.features.dataset import Dataset, load_dataset
 from leadscore.features.errors import ConfigError
 from leadscore.features.io import read_table, write_table, write_text
+from leadscore.features.spec import LABEL
 from leadscore.models.registry import (
     LoggedRun,
+    RunInput,
     default_tracking_uri,
+    describe_version,
     log_training_run,
     log_version_artifact,
     pyfunc_input,
@@ -111,6 +114,7 @@ def train_and_log(
                          for row in result.candidates.itertuples() for key in ("cv_log_loss", "cv_roc_auc")}
         files["report_candidates"] = write_table(result.candidates.assign(params=result.candidates["params"].map(str)),
                                                  workdir / "reports" / stamp / "candidates.csv")
+    inputs = training_inputs(result, {"leads": leads, "outcomes": outcomes, "events": events}, sources)
     logged = log_training_run(
         tracking_uri=tracking_uri,
         experiment=config.experiment,
@@ -123,6 +127,7 @@ def train_and_log(
         run_name=f"train-{stamp}",
         input_example=pyfunc_input(result.bundle.spec, result.test_frame.features.head(5),
                                    ids=result.test_frame.ids.head(5)),
+        inputs=inputs,
     )
     card = files.get("report_model_card") or next((p for p in files.values() if p.name == "model_card.md"), None)
     if card is not None and logged.version is not None:
@@ -133,7 +138,23 @@ def train_and_log(
         write_text(text, card)
         log_version_artifact(logged.registered_model, logged.version, text, "model_card.md",
                              tracking_uri=tracking_uri)
+        describe_version(logged.registered_model, logged.version, text, tracking_uri=tracking_uri)
     return result, logged
+
+
+def training_inputs(result: TrainResult, tables: dict[str, pd.DataFrame | None],
+                    sources: dict[str, str] | None = None) -> list[RunInput]:
+    """What a training run logs as its inputs: each table as read, and the feature rows of each slice."""
+    sources = {k: v for k, v in (sources or {}).items() if v not in (None, "None")}
+    inputs = [RunInput(name, frame, "source", sources.get(name)) for name, frame in tables.items()
+              if frame is not None]
+    rows = result.frame.frame
+    built = f"point-in-time features of {sources.get('leads', 'the leads')}"
+    for context, mask in (("training", result.split.train), ("calibration", result.split.calibration),
+                          ("test", result.split.test)):
+        if mask.any():
+            inputs.append(RunInput(f"features_{context}", rows.loc[mask], context, built, targets=LABEL))
+    return inputs
 
 
 def load_inputs(
@@ -351,8 +372,16 @@ def compare_with_rules(
     run_id = None
     if log:
         step(f"logging the comparison to MLflow ({tracking_uri})")
+        params = {"model_uri": model_uri, "rules": None if rules_path is None else str(rules_path),
+                  "rule_score_column": rule_score_column, "window": window, "capacity_per_week": capacity_per_week,
+                  "telemarketing_per_week": telemarketing_per_week, "label": config.data.label,
+                  **{f"{k}_source": v for k, v in dataset.sources.items()}}
+        inputs = [RunInput(name, frame, "evaluation", dataset.sources.get(name))
+                  for name, frame in (("leads", dataset.leads), ("outcomes", dataset.outcomes),
+                                      ("events", dataset.events)) if frame is not None]
         run_id = log_comparison(tracking_uri=tracking_uri, experiment=config.experiment, files=files,
-                                metrics=comparison.flat_metrics(), run_name="compare-rules")
+                                metrics=comparison.flat_metrics(), run_name="compare-rules", params=params,
+                                model_uri=model_uri, inputs=inputs)
     return {**comparison.summary(), "files": {k: str(v) for k, v in files.items()}, "mlflow_run_id": run_id,
             "headline_text": comparison.headline_text}
 

@@ -220,6 +220,83 @@ def _experiment_id(mlflow, name: str, artifact_root: Path | None) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
+@dataclass(frozen=True)
+class RunInput:
+    """A table a run read, logged with `mlflow.log_input` under its name with a digest of its whole content."""
+
+    name: str
+    frame: pd.DataFrame
+    context: str  # "source" (a table as read), "training", "calibration", "test", "evaluation"
+    source: str | None = None  # the file it was read from, if any
+    targets: str | None = None  # the label column, if it has one
+
+
+def table_digest(frame: pd.DataFrame) -> str:
+    """A digest of every row and column of a table (values, column names and types): 32 hex characters.
+
+    MLflow's own pandas digest reads only the first 10,000 rows and skips columns with timestamps or missing
+    values (a changed event time does not change it), and it inspects every cell's type in Python.
+    """
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    digest.update(np.int64(len(frame)).tobytes())
+    try:
+        rows = pd.util.hash_pandas_object(frame, index=False)
+    except TypeError:  # unhashable cells (lists, dicts): hash their text
+        rows = pd.util.hash_pandas_object(frame.astype(str), index=False)
+    digest.update(rows.to_numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _datasets(inputs: Sequence[RunInput]) -> list:
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    out = []
+    for item in inputs:
+        if item.source and Path(item.source).is_file():
+            source: Any = str(Path(item.source).resolve())
+        else:  # a frame built in memory, or several files assembled by a dataset config
+            source = CodeDatasetSource({"leadscore.source": item.source or "in-memory table"})
+        dataset = mlflow.data.from_pandas(item.frame, source=source, name=item.name, targets=item.targets,
+                                          digest=table_digest(item.frame))
+        # MLflow infers the recorded schema value by value in Python (~10 s for a million events); the column
+        # types of the first rows say the same, so the (cached) schema is set from a sample.
+        dataset.__dict__["schema"] = _sample_schema(item.frame)
+        out.append(dataset)
+    return out
+
+
+def _sample_schema(frame: pd.DataFrame, rows: int = 1000):
+    from mlflow.types.utils import _infer_schema  # what PandasDataset.schema calls, on the whole frame
+
+    try:
+        return _infer_schema(frame.head(rows))
+    except Exception:  # types MLflow cannot express (e.g. pandas categories): record no schema
+        log.debug("no schema for a logged table", exc_info=True)
+        return None
+
+
+def _log_inputs(mlflow, inputs: Sequence[RunInput]) -> None:
+    import warnings
+
+    if not inputs:
+        return
+    with warnings.catch_warnings():
+        # Two registered local-file source types both accept a path (MLflow warns, then takes the local one),
+        # and the schema recorded with a table hints about integer columns meant for model signatures.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted",
+                                category=UserWarning)
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+        # pandas 3.1 deprecates the `.values` of time-zone-aware columns that MLflow's schema inference reads.
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray that drops timezone")
+        mlflow.log_inputs(_datasets(inputs), contexts=[i.context for i in inputs],
+                          tags_list=[{"leadscore.rows": str(len(i.frame))} for i in inputs])
+
+
 @_scoped_tracking
 def log_training_run(
     *,
@@ -234,11 +311,13 @@ def log_training_run(
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
     input_example: pd.DataFrame | None = None,
+    inputs: Sequence[RunInput] = (),
 ) -> LoggedRun:
-    """Log one training run: params, metrics, files, the pyfunc model with its bundle; register it.
+    """Log one training run: params, metrics, input tables, files, the pyfunc model with its bundle; register it.
 
     The first registered version gets alias `champion`; later ones get `challenger` (promotion is explicit).
-    `input_example` (a few rows of `pyfunc_input`) makes MLflow run the model once while logging it.
+    `input_example` (a few rows of `pyfunc_input`) makes MLflow run the model once while logging it. `inputs`
+    are the tables the run read and the slices it trained and was tested on, each with a digest.
     """
     _quiet_mlflow_logs()
     mlflow = _mlflow(tracking_uri)
@@ -258,6 +337,7 @@ def log_training_run(
                 mlflow.log_metrics({f"{group}_{k}": float(v) for k, v in values.items()
                                     if isinstance(v, int | float) and v == v})
             mlflow.set_tags({SHA_TAG: sha, **(tags or {})})
+            _log_inputs(mlflow, inputs)
             for folder, paths in artifacts.items():
                 for path in paths:
                     mlflow.log_artifact(str(path), artifact_path=folder)
@@ -445,16 +525,51 @@ def log_comparison(
     files: Mapping[str, Path],
     metrics: Mapping[str, float],
     run_name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    model_uri: str | None = None,
+    inputs: Sequence[RunInput] = (),
 ) -> str:
-    """Log a model-versus-rules comparison as a new run: report files under `comparison/`, headline metrics."""
+    """Log a model-versus-rules comparison as a new run: report files under `comparison/`, headline metrics,
+    the comparison's parameters and input tables.
+
+    With `model_uri`, the run names the model it compared (tags `leadscore.model_*`: URI, registered name,
+    version, the version's training run) and that registered version gets tag `leadscore.comparison_run_id`.
+    """
     mlflow, exp_id = _run_experiment(tracking_uri, experiment)
+    ref = _model_link(model_uri, tracking_uri) if model_uri else {}
     with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
+        if params:
+            mlflow.log_params({k: str(v)[:6000] for k, v in _flatten("", params, {}).items() if v is not None})
         # NaN metrics (e.g. an undefined % gain) are left out: MLflow stores them but charts break on them.
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v == v})
-        mlflow.set_tags({"leadscore.kind": "comparison"})
+        mlflow.set_tags({"leadscore.kind": "comparison",
+                         **{f"leadscore.model_{k}": str(v) for k, v in ref.items() if v is not None}})
+        _log_inputs(mlflow, inputs)
         for path in files.values():
             mlflow.log_artifact(str(path), artifact_path="comparison")
-        return run.info.run_id
+        run_id = run.info.run_id
+    if ref.get("name") and ref.get("version"):
+        from mlflow import MlflowClient
+
+        MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).set_model_version_tag(
+            ref["name"], ref["version"], "leadscore.comparison_run_id", run_id)
+    return run_id
+
+
+def _model_link(model_uri: str, tracking_uri: str) -> dict[str, str | None]:
+    """What a model URI points at now: URI, registered name, version, alias and the run that trained it."""
+    from mlflow import MlflowClient
+
+    ref: dict[str, str | None] = {**model_reference(model_uri, tracking_uri=tracking_uri), "run_id": None}
+    if ref["name"] and ref["version"]:
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        try:
+            ref["run_id"] = client.get_model_version(ref["name"], ref["version"]).run_id
+        except Exception:  # a version deleted since: the URI and name still say what was compared
+            log.debug("model version %s/%s not found", ref["name"], ref["version"])
+    elif str(model_uri).startswith("runs:/"):
+        ref["run_id"] = str(model_uri).removeprefix("runs:/").split("/", 1)[0]
+    return ref
 
 
 _METRIC_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
@@ -515,6 +630,28 @@ def tag_version(name: str, version: str, tags: Mapping[str, str], *, tracking_ur
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value)[:5000])
+
+
+# MLflow's model-version description column holds 5,000 characters (enforced by PostgreSQL, not by SQLite).
+DESCRIPTION_LIMIT = 5000
+
+
+def fit_description(text: str, *, limit: int = DESCRIPTION_LIMIT, rest: str = "model_card.md") -> str:
+    """`text` whole if it fits in `limit` characters; else its leading sections and a pointer to `rest`."""
+    if len(text) <= limit:
+        return text
+    note = f"\n\n*(Shortened to fit the registry's description: the whole card is `{rest}` in this version's run.)*\n"
+    head = text[: limit - len(note)]
+    cut = head.rfind("\n## ")
+    return (head[:cut] if cut > 0 else head).rstrip() + note
+
+
+def describe_version(name: str, version: str, text: str, *, tracking_uri: str) -> None:
+    """Set a registered version's description (the model card; shortened at a section break if too long)."""
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).update_model_version(
+        name, version, description=fit_description(text))
 
 
 def log_version_artifact(name: str, version: str, text: str, artifact_file: str, *, tracking_uri: str) -> None:

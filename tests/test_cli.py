@@ -198,6 +198,16 @@ def test_compare_command_beats_the_example_rules_on_the_demo(demo_run, tmp_path)
     assert (tmp_path / "cmp" / "scorecard.csv").exists()
     run = run_summary(result["mlflow_run_id"], tracking_uri=summary["mlflow"]["tracking_uri"])
     assert "comparison/report.html" in run["artifacts"]
+    # The run records what was compared: its parameters, the model version and the tables it read.
+    assert run["params"]["model_uri"] == "models:/lead-conversion@champion" and run["params"]["window"] == "test"
+    assert run["params"]["rules"].endswith("example.yaml")
+    assert run["tags"]["leadscore.model_version"] == summary["mlflow"]["version"]
+    assert run["tags"]["leadscore.model_run_id"] == summary["mlflow"]["run_id"]
+    from mlflow import MlflowClient
+
+    inputs = MlflowClient(summary["mlflow"]["tracking_uri"]).get_run(result["mlflow_run_id"]).inputs.dataset_inputs
+    assert {i.dataset.name for i in inputs} == {"leads", "outcomes", "events"}
+    assert all(i.dataset.source_type == "local" and len(i.dataset.digest) == 32 for i in inputs)
 
 
 def test_rules_command_scores_and_lists_band_crossings(demo_run, tmp_path):
