@@ -57,6 +57,7 @@ def checks_page(report: CheckReport, title: str = "Data checks") -> str:
     problems = pd.DataFrame(report.problems, columns=["severity", "check", "column", "message"])
     order = {FATAL: 0, WARNING: 1, INFO: 2}
     problems = problems.sort_values("severity", key=lambda s: s.map(order), kind="stable")
+    problems["check"] = problems["check"].str.replace("_", " ")
     columns = report.columns.copy()
     sections = [
         html.Section("Summary", [html.table(_summary_rows(report.summary), headers={"item": "", "value": ""})]),

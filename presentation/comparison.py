@@ -167,21 +167,25 @@ def render_html(c: Comparison) -> str:
                                 "expected_conversions_per_week", "expected_conversion_rate",
                                 "observed_conversions_per_week", "observed_conversion_rate") if col in c.cutoffs]
     reasons = [col for col in c.disagreements.columns if str(col).startswith("reason_")]
+    # Percentiles and the gap stay in disagreements.csv; the page keeps what fits beside the reasons.
     dis_cols = [col for col in (c.disagreements.columns[0], "label", "model_probability", "model_band",
-                                "model_percentile", "rule_score", "rule_band", "rule_percentile", "higher")
-                if col in c.disagreements.columns] + reasons
+                                "rule_score", "rule_band", "higher") if col in c.disagreements.columns] + reasons
     disagreements = c.disagreements[dis_cols].assign(
         higher=c.disagreements["higher"].map(c.names), label=c.disagreements["label"].map({1: "yes", 0: "no"}))
+    if reasons:  # one wrapping column instead of three narrow ones
+        joined = c.disagreements[reasons].astype("string").fillna("").agg("; ".join, axis=1).str.strip("; ")
+        disagreements = disagreements.drop(columns=reasons).assign(reasons=joined)
     dis_headers = {"model_probability": f"{first} probability", "model_band": f"{first} band",
                    "model_percentile": f"{first} percentile", "rule_score": f"{second} score",
                    "rule_band": f"{second} band", "rule_percentile": f"{second} percentile",
-                   **{r: f"reason {r.removeprefix('reason_')}" for r in reasons}}
+                   "reasons": f"{first}'s top reasons"}
     sections = [
         html.Section("Ranking quality", [_ranking_table(c)],
                      intro="95% intervals from paired bootstrap resamples of the compared leads."),
         html.Section("Capacity curve", [html.figure(base64_png(capacity_figure(c)), "capacity curve"),
                                         html.table(cap_points, formats=cap_formats)],
-                     intro="Conversions found when sales works the top share of leads by each score."),
+                     intro=f"Conversions found when sales works the top share of leads by each score. "
+                           f"{c.headline_text}"),
         html.Section("Lift by decile", [html.figure(base64_png(lift_figure(c)), "lift by decile"),
                                         html.table(_deciles_wide(c), formats=_formats_by_suffix(_deciles_wide(c)))]),
         html.Section("Conversion by band", [html.figure(base64_png(bands_figure(c)), "conversion by band"),
@@ -193,7 +197,7 @@ def render_html(c: Comparison) -> str:
                      intro=f"The {first}'s score cut-offs that fill sales and telemarketing capacity; expected "
                            f"conversions add up the {first}'s probabilities."),
         html.Section(f"Largest disagreements (top {len(c.disagreements)} by percentile gap)",
-                     [html.table(disagreements, headers=dis_headers, text_columns=tuple(reasons))],
+                     [html.table(disagreements, headers=dis_headers, text_columns=("reasons",))],
                      intro=f"Leads one score puts near the top and the other near the bottom, with the {first}'s "
                            f"reasons."),
         html.Section("Notes", [html.bullets(list(c.notes))]),

@@ -82,6 +82,10 @@ COLUMNS: dict[str, str] = {
     "percentile_gap": "percentile gap", "higher": "ranks it higher", "label": "converted",
     "ci_low": "95% interval from", "ci_high": "to", "median_days_to_convert": "median days to convert",
     "missing_rate": "missing", "auc_alone": "ROC AUC alone", "auc_non_null": "ROC AUC of filled-in",
+    "win_rate": "win rate", "win_ci_low": "win rate from", "win_ci_high": "to", "lead_to_won": "lead -> won",
+    "lead_to_won_ci_low": "lead -> won from", "lead_to_won_ci_high": "to",
+    "median_days_to_close": "median days to close", "rate_from_previous": "share of previous stage",
+    "share_within": "share within the SLA",
 }
 
 _COUNT_NAMES = {"n", "leads", "conversions", "positives", "converted", "opportunities", "won", "lost", "deals",
@@ -122,7 +126,7 @@ def kind_of(name: str) -> str:
     if "per_week" in key or (key.startswith("expected") and "rate" not in key) or key in ("observed",
                                                                                         "observed_conversions"):
         return "decimal1"
-    if key in ("ci_low", "ci_high"):
+    if key in ("ci_low", "ci_high") or key.startswith(("share", "rate")) or key.endswith(("_rate", "_share")):
         return "rate"
     if key in _COUNT_NAMES or key.endswith(("_leads", "_conversions", "_count", "_needed", "_deals")) \
             or key.startswith(("n_", "leads_", "conversions_")) and not key.endswith("_rate"):

@@ -34,7 +34,7 @@ table{border-collapse:collapse;font-size:13px}
 th,td{padding:4px 9px;border-bottom:1px solid #e2e2e2;vertical-align:top}
 th{background:#f4f4f4;text-align:left;font-weight:600}
 td.num,th.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
-td.text{min-width:7em;max-width:34em;overflow-wrap:anywhere}
+td.text{min-width:16em;max-width:34em;overflow-wrap:break-word}
 td.meaning{color:#555;min-width:18em;max-width:40em}
 tr.fatal td{background:#fde2e2}tr.warning td{background:#fff6d5}
 figure{margin:1em 0 2em}img{max-width:100%;height:auto}

@@ -97,7 +97,7 @@ def roc_pr_figure(y: np.ndarray, curves: Mapping[str, np.ndarray]) -> Any:
     ax_pr.set_ylabel("precision (conversion rate of the leads worked)")
     ax_pr.set_ylim(0, 1.02)
     ax_pr.set_title("Precision-recall on the test slice")
-    ax_pr.legend(loc="upper right")
+    ax_pr.legend(loc="lower left")
     return fig
 
 

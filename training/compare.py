@@ -643,7 +643,7 @@ def _scorecard(predictor: Any, all_rows: pd.DataFrame, rows: pd.DataFrame, event
     model = result.model_scores
     p_model = (model.assign(**{id_col: _ids(model[id_col])}).set_index(id_col)
                .loc[window.ids.to_numpy(), "probability"].to_numpy(dtype="float64"))
-    table = bootstrap_metrics(y_window, {"scorecard": points.astype("float64"), "model": p_model},
+    table = bootstrap_metrics(y_window, {"model": p_model, "scorecard": points.astype("float64")},
                               metrics=("roc_auc",), n_boot=n_boot, seed=seed)
     auc, low, high = interval(table, "scorecard", "roc_auc")
     gap, gap_low, gap_high = interval(table, "model - scorecard", "roc_auc")
