@@ -3,7 +3,8 @@
 Usage: python benchmarks/score_scale.py [--n-leads 1000000] [--workdir /tmp/leadscore-scale] [--kill-check]
 
 Once per work folder: trains the demo model (`leadscore demo`), then writes a fresh lead list of `--n-leads` rows
-with its events (CSV), generated in pieces of up to 1M leads from seeded demo worlds (ids prefixed per piece). Then
+with its events (CSV): the first million simulated from a seeded demo world, longer lists (a multiple of 1M) that
+million repeated under other id prefixes (P1-, P2-, ...: distinct leads, the same distribution). Then
 runs the CLI with exact top-3 reasons and, as its peer in the same run, with `--no-reasons`, each in its own
 process, reading its resident memory (VmRSS of the process and its children) every second. `--kill-check` also
 kills a run halfway and checks that neither the output nor the rejects file exists. Prints JSON.
@@ -75,19 +76,44 @@ def _prepare(workdir: Path, n_leads: int) -> tuple[Path, Path, Path]:
     if not (leads_path.exists() and events_path.exists()):
         for path in (leads_path, events_path):
             path.unlink(missing_ok=True)
-        done, piece = 0, 0
-        while done < n_leads:
-            size = min(PIECE, n_leads - done)
-            world = generate_demo_world(n_leads=2_000, seed=100 + piece, n_fresh=size)
+        first_leads, first_events = workdir / f"leads_{min(n_leads, PIECE)}.csv", workdir / \
+            f"events_{min(n_leads, PIECE)}.csv"
+        if not (first_leads.exists() and first_events.exists()):
+            world = generate_demo_world(n_leads=2_000, seed=100, n_fresh=min(n_leads, PIECE))
             leads, events = world.fresh_leads.copy(), world.fresh_events.copy()
-            leads["lead_id"] = f"P{piece}-" + leads["lead_id"].astype(str)
-            events["lead_id"] = f"P{piece}-" + events["lead_id"].astype(str)
-            leads.to_csv(leads_path, mode="a", header=piece == 0, index=False)
-            events.to_csv(events_path, mode="a", header=piece == 0, index=False)
-            done += size
-            piece += 1
+            leads["lead_id"] = "P0-" + leads["lead_id"].astype(str)
+            events["lead_id"] = "P0-" + events["lead_id"].astype(str)
+            leads.to_csv(first_leads, index=False)
+            events.to_csv(first_events, index=False)
             del world, leads, events
+        # Longer lists repeat the first million leads (and their events) under other id prefixes: the same
+        # feature distribution, distinct leads, written in seconds instead of simulated again.
+        for src, dst in ((first_leads, leads_path), (first_events, events_path)):
+            if dst != src:
+                _repeat(src, dst, -(-n_leads // PIECE))
     return demo, leads_path, events_path
+
+
+def _repeat(src: Path, dst: Path, copies: int) -> None:
+    """`dst`: the header of `src`, then its rows `copies` times with the id prefix P0- replaced by P<copy>-."""
+    tmp = dst.with_name(dst.name + ".partial")
+    with src.open("rb") as handle:
+        header = handle.readline()
+    with tmp.open("wb") as out:
+        out.write(header)
+        for copy in range(copies):
+            with src.open("rb") as handle:
+                handle.readline()
+                carry = b""
+                while block := handle.read(1 << 24):
+                    block = carry + block
+                    cut = block.rfind(b"\n") + 1
+                    carry, block = block[cut:], block[:cut]
+                    out.write(b"\n".join(b"P%d-" % copy + line[3:] if line.startswith(b"P0-") else line
+                                          for line in block.split(b"\n")[:-1]) + b"\n")
+                if carry:
+                    out.write(b"P%d-" % copy + carry[3:] + b"\n")
+    tmp.replace(dst)
 
 
 def main() -> None:
@@ -97,6 +123,8 @@ def main() -> None:
     parser.add_argument("--kill-check", action="store_true")
     parser.add_argument("--skip-peer", action="store_true", help="Leave out the --no-reasons run.")
     args = parser.parse_args()
+    if args.n_leads > PIECE and args.n_leads % PIECE:
+        raise SystemExit(f"--n-leads: above {PIECE:,}, give a multiple of {PIECE:,}")
     args.workdir.mkdir(parents=True, exist_ok=True)
     demo, leads_path, events_path = _prepare(args.workdir, args.n_leads)
     base = ["score", "--model", "models:/lead-conversion@champion", "--tracking-uri",

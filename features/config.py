@@ -260,6 +260,9 @@ class TrainConfig:
     seed: int = 0
     experiment: str = "lead-conversion"
     registered_model: str = "lead-conversion"
+    # Words of the reasons, stored with the model: {"fields": {column or event type: label},
+    # "events": {event type: {"count": "Viewed the pricing page {times} in the last {days} days", "none": ...}}}.
+    reasons: dict = field(default_factory=dict)
 
 
 _NESTED: dict[tuple[type, str], type] = {}

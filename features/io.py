@@ -318,12 +318,13 @@ def _record_end(data: bytes, *, first: bool = False) -> int:
 
 
 def iter_table(path: str | os.PathLike, *, what: str = "table", rows: int = 100_000,
-               block_bytes: int = 16 << 20) -> Iterator[Chunk]:
+               block_bytes: int = 4 << 20) -> Iterator[Chunk]:
     """Read a table in order, in chunks of about `rows` rows, with the rules of `read_table` (same text, same
     malformed-row notes, same errors), so memory does not grow with the file.
 
-    CSV is cut at record boundaries (line ends outside quotes) into blocks of ~`block_bytes`, each parsed with the
-    header; Parquet is read by record batches. UTF-16 text and Excel workbooks are read whole, then cut.
+    CSV is cut at record boundaries (line ends outside quotes) into blocks of ~`block_bytes` (4 MB), each parsed
+    with the header, and the rows regrouped into chunks of `rows`; Parquet is read by record batches. UTF-16 text
+    and Excel workbooks are read whole, then cut.
     """
     path = Path(path)
     fmt = table_format(path)
@@ -377,6 +378,8 @@ def _decode_block(raw: bytes, path: Path, first: bool) -> str:
 def _iter_csv(path: Path, what: str, rows: int, block_bytes: int, size: int) -> Iterator[Chunk]:
     header: str | None = None
     done, consumed, carry = 0, 0, b""
+    pending: list[pd.DataFrame] = []
+    held = emitted = 0
     with path.open("rb") as handle:
         while True:
             data = handle.read(block_bytes)
@@ -403,13 +406,51 @@ def _iter_csv(path: Path, what: str, rows: int, block_bytes: int, size: int) -> 
                     dupes = pd.Index(frame.columns)[pd.Index(frame.columns).duplicated()].unique().tolist()
                     if dupes:
                         raise DataError(f"{path}: duplicate column names {dupes}")
-                for piece in chunk_frame(frame, rows, first_row=done):
-                    yield Chunk(piece.frame, piece.first_row, consumed / size)
+                pending.append(frame)
+                held += len(frame)
                 done += len(frame)
+                while held >= rows:  # chunks of `rows` rows whatever the block size (small blocks, small peaks)
+                    chunk, pending, held = _take_rows(pending, rows)
+                    yield Chunk(chunk, emitted, consumed / size)
+                    emitted += len(chunk)
             if last:
                 break
+    if held:
+        chunk, pending, held = _take_rows(pending, held)
+        yield Chunk(chunk, emitted, 1.0)
     if done == 0:
         raise DataError(f"{path}: {what} file has a header but no rows")
+
+
+def _take_rows(frames: list[pd.DataFrame], rows: int) -> tuple[pd.DataFrame, list[pd.DataFrame], int]:
+    """The first `rows` rows of consecutive frames as one (malformed-row notes renumbered), and the rest."""
+    taken, notes, count, rest = [], {}, 0, list(frames)
+    while rest and count < rows:
+        frame = rest.pop(0)
+        need = rows - count
+        if len(frame) > need:
+            rest.insert(0, _slice(frame, need, len(frame)))
+            frame = _slice(frame, 0, need)
+        notes.update({count + i: r for i, r in malformed_rows(frame).items()})
+        taken.append(frame)
+        count += len(frame)
+    out = taken[0] if len(taken) == 1 else pd.concat(taken, ignore_index=True)
+    out = out.reset_index(drop=True)
+    if notes:
+        out.attrs[MALFORMED] = notes
+    else:
+        out.attrs.pop(MALFORMED, None)
+    return out, rest, sum(len(f) for f in rest)
+
+
+def _slice(frame: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
+    piece = frame.iloc[start:stop].reset_index(drop=True)
+    notes = {i - start: r for i, r in malformed_rows(frame).items() if start <= i < stop}
+    if notes:
+        piece.attrs[MALFORMED] = notes
+    else:
+        piece.attrs.pop(MALFORMED, None)
+    return piece
 
 
 def malformed_rows(frame: pd.DataFrame) -> dict[int, str]:

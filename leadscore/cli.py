@@ -479,7 +479,7 @@ def score(
     dedupe_events: Annotated[bool, typer.Option(help="Drop repeated event rows (same lead, time and type) "
                                                      "instead of counting them twice.")] = False,
     chunk_size: Annotated[int, typer.Option(min=1, help="Leads scored per chunk (memory against speed).")]
-    = 100_000,
+    = 50_000,
     engine: Annotated[str, typer.Option(help="duckdb (this machine) or spark (the same features and model on "
                                              "Spark; needs the spark extra).")] = "duckdb",
     spark_master: Annotated[str, typer.Option(help="Spark master for --engine spark (local[N], yarn, "

@@ -341,6 +341,7 @@ def compare_with_rules(
     from leadscore.models.rules import ColumnRuleScorer, RuleScorer, load_rules
     from leadscore.presentation.comparison import write_comparison_report
     from leadscore.serve.predictor import Predictor
+    from leadscore.training.compare import compare_model_and_rules
 
     if (rules_path is None) == (rule_score_column is None):
         raise ConfigError("give exactly one of --rules FILE or --rule-score-col COLUMN")
@@ -362,7 +363,6 @@ def compare_with_rules(
                                          labels_from=config.data.label, window=window,
                                          capacity_per_week=capacity_per_week,
                                          telemarketing_per_week=telemarketing_per_week)
-    from leadscore.training.compare import compare_model_and_rules
     if rule_score_column is not None:
         comparison = dataclasses.replace(comparison, notes=comparison.notes + (
             f"The rule score comes from column {rule_score_column!r} of the export, a snapshot taken at export "
@@ -414,6 +414,7 @@ def promote(
         tag_version,
     )
     from leadscore.serve.predictor import Predictor
+    from leadscore.training.compare import label_like_model, test_window
     from leadscore.training.promotion import PromotionDecision, decide
 
     policy = policy or PromotionPolicy()
@@ -442,7 +443,6 @@ def promote(
     # The later of the two test starts: neither model trained or calibrated on any lead compared.
     rows, test_start = test_window(rows, starts)
     if test_start is not None:
-    from leadscore.training.compare import label_like_model, test_window
         window.update(kind="challenger's test window", test_start=test_start.isoformat())
     else:
         window.update(kind="all given leads (no time-split test window): pass leads neither model trained on")

@@ -119,3 +119,21 @@ def passive_waiting() -> bool:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         return True
     return False
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the system (glibc's malloc_trim), so a long streamed job's resident memory
+    follows what it holds, not the largest chunk it ever held. A no-op where there is no glibc."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None

@@ -10,6 +10,7 @@ import pandas as pd
 from leadscore.features.spec import FeatureSpec, LeadFrame
 from leadscore.models.bundle import Bands, ModelBundle
 from leadscore.models.explain import margin_contributions, probability_contributions
+from leadscore.models.wording import ReasonWording
 
 BASE_RATE = "base_rate"
 
@@ -113,6 +114,7 @@ class ModelScorer:
         self.bundle = bundle
         self.n_reasons = n_reasons
         self.bands = bands or bundle.bands
+        self._wording: ReasonWording | None = None
 
     @property
     def spec(self) -> FeatureSpec:
@@ -138,9 +140,9 @@ class ModelScorer:
         if not explained:
             return {}
         columns = {BASE_RATE: "float64"}
-        for j in range(1, min(self.n_reasons, len(self.spec.feature_names)) + 1):
-            for suffix, dtype in (("_feature", "object"), ("_value", "object"), ("_contribution", "float64"),
-                                  ("", "object")):
+        for j in range(1, min(self.n_reasons, len(self.wording.fields)) + 1):
+            for suffix, dtype in (("_field", "object"), ("_feature", "object"), ("_value", "object"),
+                                  ("_contribution", "float64"), ("", "object")):
                 columns[f"reason_{j}{suffix}"] = dtype
         if mode == "all":
             columns.update({f"{CONTRIBUTION_PREFIX}{name}": "float64" for name in self.spec.feature_names})
@@ -180,30 +182,43 @@ class ModelScorer:
             out = pd.concat(parts, axis=1)
         return out
 
-    def _reasons(self, features: pd.DataFrame, contrib: pd.DataFrame) -> pd.DataFrame:
-        values = contrib.to_numpy()
-        k = min(self.n_reasons, values.shape[1])
-        order = top_reasons(values, k)
-        names = np.asarray(contrib.columns, dtype=object)
-        feature_values = features.reset_index(drop=True)
-        position = {name: i for i, name in enumerate(feature_values.columns)}
-        cols: dict[str, object] = {}
-        rows = np.arange(len(values))
+    @property
+    def wording(self) -> ReasonWording:
+        """The model's reason fields and words (its label map, else the defaults for its features)."""
+        if self._wording is None:
+            self._wording = ReasonWording(self.spec, (self.bundle.meta or {}).get("reason_labels"))
+        return self._wording
+
+    def reason_table(self, values: np.ndarray, contributions: np.ndarray) -> dict[str, np.ndarray]:
+        """The top reasons of each row as columns: per reason its business field, the field's leading feature and
+        value, the field's contribution (the sum of its features') and the sentence with the points.
+
+        `values`: the readable feature values (rows x features, object), `contributions` in probability."""
+        wording = self.wording
+        contributions = np.asarray(contributions, dtype="float64")
+        grouped = wording.grouped(contributions)
+        k = min(self.n_reasons, grouped.shape[1])
+        order = top_reasons(grouped, k)
+        fields = np.asarray(wording.fields, dtype=object)
+        names = np.asarray(wording.feature_names, dtype=object)
+        rows = np.arange(len(grouped))
+        cols: dict[str, np.ndarray] = {}
         for j in range(k):
-            idx = order[:, j]
-            feat = names[idx]
-            amount = values[rows, idx]
-            # Each feature's cells are formatted once per distinct value, for the rows that show it.
-            shown = np.empty(len(values), dtype=object)
-            for f in np.unique(idx):
-                sel = idx == f
-                shown[sel] = format_values(feature_values.iloc[:, position[names[f]]].to_numpy(dtype=object)[sel])
+            field = order[:, j]
+            lead = wording.leading(contributions, field)
+            shown = values[rows, lead]
+            amount = grouped[rows, field]
             points = np.char.mod("%+.1f", amount * 100).astype(object)
-            cols[f"reason_{j + 1}_feature"] = feat
-            cols[f"reason_{j + 1}_value"] = shown
+            cols[f"reason_{j + 1}_field"] = fields[field]
+            cols[f"reason_{j + 1}_feature"] = names[lead]
+            cols[f"reason_{j + 1}_value"] = format_values(shown)
             cols[f"reason_{j + 1}_contribution"] = amount
-            cols[f"reason_{j + 1}"] = feat + " = " + shown + " (" + points + " pts)"
-        return pd.DataFrame(cols)
+            cols[f"reason_{j + 1}"] = wording.sentences(lead, shown) + " (" + points + " pts)"
+        return cols
+
+    def _reasons(self, features: pd.DataFrame, contrib: pd.DataFrame) -> pd.DataFrame:
+        values = features.reset_index(drop=True)[list(self.wording.feature_names)].to_numpy(dtype=object)
+        return pd.DataFrame(self.reason_table(values, contrib.to_numpy()))
 
     def score_frame(self, frame: LeadFrame, *, reasons: bool = True) -> pd.DataFrame:
         """Score a LeadFrame (the path evaluation and serving share)."""

@@ -56,6 +56,10 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         for key, value in scope.get("headers", ()):
             if key == b"content-length" and value.isdigit() and int(value) > self.limit:
+                if int(value) <= 8 * self.limit:
+                    # Read and drop a moderately large body first: a client still sending it would otherwise
+                    # see the connection reset (a broken pipe) instead of the 413. Nothing is kept.
+                    await self._drain(receive)
                 return await self._too_large(send)
         seen = 0
 
@@ -72,6 +76,13 @@ class BodyLimit:
             return await self.app(scope, limited, send)
         except _TooLarge:
             return await self._too_large(send)
+
+    @staticmethod
+    async def _drain(receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
 
     async def _too_large(self, send):
         body = f'{{"detail": "request body larger than {self.limit:,} bytes"}}'.encode()

@@ -29,6 +29,7 @@ from leadscore.features.io import (
 )
 from leadscore.models.drift import DriftAccumulator
 from leadscore.models.scorer import reason_mode
+from leadscore.runtime import release_memory
 from leadscore.serve.expectations import input_warnings
 from leadscore.serve.predictor import Predictor
 
@@ -71,7 +72,7 @@ def score_file(
     reasons: bool | str = True,
     explain_top: int | None = None,
     keep_columns: Sequence[str] = (),
-    chunk_size: int = 100_000,
+    chunk_size: int = 50_000,
     progress: Callable[..., None] | None = None,
     strict: bool = False,
     dedupe_events: bool = False,
@@ -84,7 +85,7 @@ def score_file(
     output_format(out_path)
     check_writable(out_path, rejects_path(Path(out_path)))
     leads = iter_table(leads_path, what="leads", rows=chunk_size)
-    events = iter_table(events_path, what="events", rows=1_000_000) if events_path is not None else None
+    events = iter_table(events_path, what="events", rows=250_000) if events_path is not None else None
     return score_chunks(predictor, leads, out_path, events=events, as_of=as_of, reasons=reasons,
                         explain_top=explain_top, keep_columns=keep_columns, progress=progress,
                         sources={"leads": str(leads_path), "events": str(events_path)}, strict=strict,
@@ -101,7 +102,7 @@ def score_frames(
     reasons: bool | str = True,
     explain_top: int | None = None,
     keep_columns: Sequence[str] = (),
-    chunk_size: int = 100_000,
+    chunk_size: int = 50_000,
     progress: Callable[..., None] | None = None,
     sources: dict[str, str] | None = None,
     strict: bool = False,
@@ -164,7 +165,7 @@ def score_chunks(
     strict: bool = False,
     dedupe_events: bool = False,
     threads: int = 0,
-    memory_limit: str = "1GB",
+    memory_limit: str = "256MB",
 ) -> BatchResult:
     """Score a lead list given as chunks (and its event log as chunks) into a file; rejects go beside it.
 
@@ -273,12 +274,15 @@ def score_chunks(
             for key, value in result.stats.items():
                 if isinstance(value, int | float) and key not in ("rejected_rows", "scored_rows"):
                     stats[key] = stats.get(key, 0) + value
+            header_only = frame.iloc[:0]
+            del result, kept, frame, parts
+            release_memory()
             if progress is not None:
                 progress(total, _estimate(total, chunk.fraction), what="scoring leads")
         if first:
             raise DataError(f"{sources['leads']}: leads file has a header but no rows")
         if writer.rows == 0:  # every row rejected before scoring: an output with the usual columns and no rows
-            empty = predictor.score_detailed(frame.iloc[:0], None, as_of, reasons=mode if top is None else "none",
+            empty = predictor.score_detailed(header_only, None, as_of, reasons=mode if top is None else "none",
                                              keep_columns=keep_columns, source=sources["leads"])
             writer.write(empty.scores if top is None else top.add(empty, first_row=0).scores)
         if top is not None:

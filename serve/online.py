@@ -23,12 +23,8 @@ from leadscore.models.explain import probability_contributions
 from leadscore.models.scorer import (
     BASE_RATE,
     ModelScorer,
-    _format_value,
     assign_bands,
-    reason_text,
     score_from_probability,
-    shown_value,
-    top_reasons,
 )
 
 _SLASHED = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})")
@@ -229,30 +225,28 @@ class OnlineScorer:
         rows = [values for _, _, values in parsed]
         X = self.encode(rows)
         bundle = self.scorer.bundle
-        k = min(self.scorer.n_reasons, X.shape[1]) if reasons else 0
+        k = min(self.scorer.n_reasons, len(self.scorer.wording.fields)) if reasons else 0
         if k:
             from leadscore.models.explain import margin_contributions
 
             base, contrib, p = probability_contributions(margin_contributions(bundle.model, X),
                                                          bundle.calibrator.predict)
-            order = top_reasons(contrib, k)
+            table = self.scorer.reason_table(np.asarray(rows, dtype=object).reshape(len(rows), -1), contrib)
         else:
             p = bundle.calibrator.predict(bundle.model.margin(X))
         score = score_from_probability(p)
         bands = assign_bands(score, self.scorer.bands)
         out = []
-        for i, (lead_id, stamp, values) in enumerate(parsed):
+        for i, (lead_id, stamp, _) in enumerate(parsed):
             record = {self.spec.id_column: lead_id, AS_OF: stamp.isoformat(), "probability": float(p[i]),
                       "score": int(score[i]), "band": str(bands[i])}
             if k:
                 record[BASE_RATE] = float(base[i])
-                items = []
-                for j in order[i]:
-                    value = shown_value(values[j])
-                    amount = float(contrib[i, j])
-                    items.append({"feature": self._names[j], "value": _format_value(value),
-                                  "contribution": amount, "text": reason_text(self._names[j], value, amount)})
-                record["reasons"] = items
+                record["reasons"] = [
+                    {"field": str(table[f"reason_{j}_field"][i]), "feature": str(table[f"reason_{j}_feature"][i]),
+                     "value": str(table[f"reason_{j}_value"][i]),
+                     "contribution": float(table[f"reason_{j}_contribution"][i]),
+                     "text": str(table[f"reason_{j}"][i])} for j in range(1, k + 1)]
             out.append(record)
         return OnlineResult(out, stats, rows)
 

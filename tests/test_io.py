@@ -134,13 +134,14 @@ def test_reading_in_blocks_gives_the_whole_file_reading(tmp_path):
     path = tmp_path / "notes.csv"
     path.write_bytes(text.encode("utf-8"))
     whole = read_table(path)
-    chunks = list(iter_table(path, rows=500, block_bytes=4096))
-    assert len(chunks) > 20 and chunks[-1].fraction == 1.0
-    joined = pd.concat([c.frame for c in chunks], ignore_index=True)
-    pd.testing.assert_frame_equal(joined, whole)
-    notes = {c.first_row + k: v for c in chunks for k, v in c.frame.attrs.get(MALFORMED, {}).items()}
-    assert notes == whole.attrs[MALFORMED] and len(notes) == 2
-    assert [c.first_row for c in chunks] == list(np.cumsum([0] + [len(c.frame) for c in chunks[:-1]]))
+    for size in (500, 37):  # chunks of more rows than a 4 KB block holds, and of fewer
+        chunks = list(iter_table(path, rows=size, block_bytes=4096))
+        assert [len(c.frame) for c in chunks[:-1]] == [size] * (len(chunks) - 1) and chunks[-1].fraction == 1.0
+        joined = pd.concat([c.frame for c in chunks], ignore_index=True)
+        pd.testing.assert_frame_equal(joined, whole)
+        notes = {c.first_row + k: v for c in chunks for k, v in c.frame.attrs.get(MALFORMED, {}).items()}
+        assert notes == whole.attrs[MALFORMED] and len(notes) == 2
+        assert [c.first_row for c in chunks] == list(np.cumsum([0] + [len(c.frame) for c in chunks[:-1]]))
 
 
 def test_staged_writer_appends_chunks_and_commits_once(tmp_path):

@@ -177,3 +177,59 @@ def test_auto_calibration_is_recorded_and_reasons_add_up_whatever_was_chosen(dem
                                   result.bundle.bands))
     base, contrib, p = iso.contributions(result.test_frame.features)
     np.testing.assert_allclose(base + contrib.sum(axis=1).to_numpy(), p, atol=1e-6)
+
+
+def test_reasons_group_a_behaviour_into_one_field_that_adds_up_and_reads_as_words(trained):
+    """The 7/30/90-day counts of one event type are one field; fields add up to probability - base rate; the
+    reason names the field, its leading feature and a sentence from the model's label map."""
+    from leadscore.models.scorer import ModelScorer
+    from leadscore.models.wording import ReasonWording
+
+    scorer = ModelScorer(trained.bundle)
+    wording = scorer.wording
+    spec = trained.bundle.spec
+    assert "reason_labels" in trained.bundle.meta  # shipped with the model
+    assert len(wording.fields) < len(spec.feature_names)
+    pricing = [f for f, g in zip(wording.feature_names, wording.field_of, strict=True)
+               if wording.fields[g] == "pricing_page_view"]
+    assert pricing == [f"pricing_page_view_{w}d" for w in spec.windows]
+    features = trained.test_frame.features
+    base, contrib, p = scorer.contributions(features)
+    grouped = wording.grouped(contrib.to_numpy())
+    np.testing.assert_allclose(base + grouped.sum(axis=1), p, atol=1e-12)
+    scored = scorer.score_frame(trained.test_frame)
+    rows = np.arange(len(scored))
+    for j in (1, 2, 3):
+        field = scored[f"reason_{j}_field"].map({f: i for i, f in enumerate(wording.fields)}).to_numpy()
+        np.testing.assert_allclose(scored[f"reason_{j}_contribution"], grouped[rows, field], atol=1e-15)
+        members = [wording.fields[wording.field_of[list(spec.feature_names).index(f)]]
+                   for f in scored[f"reason_{j}_feature"]]
+        assert members == scored[f"reason_{j}_field"].tolist()
+        assert not scored[f"reason_{j}"].str.contains("_").any()  # words, not column names
+    top = scored[[f"reason_{j}_contribution" for j in (1, 2, 3)]].abs().to_numpy()
+    assert (np.diff(top, axis=1) <= 1e-15).all()
+    at = list(spec.feature_names).index(f"pricing_page_view_{min(spec.windows)}d")
+    assert wording.sentence(at, 3.0) == f"Viewed the pricing page 3 times in the last {min(spec.windows)} days"
+    assert wording.sentence(at, 1.0).endswith("once in the last 7 days") or min(spec.windows) != 7
+    assert wording.sentence(at, 0.0).startswith("Has not viewed the pricing page")
+    custom = ReasonWording(spec, {"fields": {"employees": "Company size"},
+                                  "events": {"pricing_page_view": {"count": "Pricing page x{count} ({days}d)"}}})
+    assert custom.sentence(list(spec.feature_names).index("employees"), 146.0) == "Company size: 146"
+    assert custom.sentence(at, 2.0) == f"Pricing page x2 ({min(spec.windows)}d)"
+
+
+def test_reason_label_overrides_are_checked():
+    from leadscore.features.errors import ConfigError
+    from leadscore.features.spec import FeatureSpec
+    from leadscore.models.wording import default_labels
+
+    spec = FeatureSpec(id_column="lead_id", created_column="created_at", as_of_days=7, label_window_days=90,
+                       numeric_columns=("employees",), categorical_vocab={"industry": ("software",)},
+                       event_types=("Demo Request",), negative_event_types=(), windows=(7, 30), half_life_days=14.0)
+    labels = default_labels(spec, {"events": {"Demo Request": {"none": "No demo asked for in {days} days"}}})
+    assert labels["events"]["demo_request"] == {"count": "Requested a demo {times} in the last {days} days",
+                                                "none": "No demo asked for in {days} days"}
+    for bad, message in (({"colour": {}}, "unknown key"), ({"fields": {"employees": 3}}, "expected a label"),
+                         ({"events": {"demo_request": {"count": "{weeks}"}}}, "may use only")):
+        with pytest.raises(ConfigError, match=message):
+            default_labels(spec, bad)

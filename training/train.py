@@ -24,6 +24,7 @@ from leadscore.models.calibration import make_calibrator, select_calibration
 from leadscore.models.drift import reference as drift_reference
 from leadscore.models.estimator import make_lightgbm, make_logistic
 from leadscore.models.scorer import ModelScorer, score_from_probability
+from leadscore.models.wording import default_labels
 from leadscore.training.evaluate import evaluate_baseline, evaluate_scorer, signal_verdict
 from leadscore.training.split import Split, random_split, time_split
 
@@ -322,6 +323,7 @@ def train_model(
             "config": config_to_dict(config), "fit": fit_info, "learner": fit_info["learner"]}
     if prepared.label_mapping is not None:
         meta["label"] = prepared.label_mapping.to_dict()
+    meta["reason_labels"] = default_labels(spec, config.reasons)
     bundle = ModelBundle(spec=spec, model=model, calibrator=calibrator, bands=bands, meta=meta)
 
     test_frame = frame.subset(split.test)
