@@ -503,11 +503,11 @@ def score(
         result = run_engine()
         if report is not None:
             from leadscore.features.io import write_text
-            from leadscore.serve.scoring_report import scoring_report_html
+            from leadscore.presentation.scoring import scoring_report_html
 
             write_text(scoring_report_html(result, title=f"Scoring run: {Path(out).name}"), report)
         if log_run and ("://" in model or ":/" in model):
-            from leadscore.serve.scoring_report import record_scoring_run
+            from leadscore.pipeline import record_scoring_run
 
             try:
                 run_id = record_scoring_run(result, model_uri=model, tracking_uri=tracking_uri or

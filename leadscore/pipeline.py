@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -486,3 +486,43 @@ def rollback(config: TrainConfig, *, tracking_uri: str | None = None) -> dict[st
     if current is not None:
         set_alias(name, PREVIOUS_CHAMPION, current, tracking_uri=tracking_uri)
     return {"champion": previous, "previous_champion": current}
+
+
+SCORING_EXPERIMENT = "lead-scoring"
+
+
+def scoring_metrics(result) -> dict[str, float]:
+    """The run's numbers as MLflow metrics (PSI per feature as `psi.<feature>`)."""
+    drift = result.drift or {}
+    metrics: dict[str, float] = {"input_rows": result.input_rows, "scored_rows": result.scored_rows,
+                                 "rejected_rows": result.rejected_rows, "warnings": len(result.warnings)}
+    for key in ("expected_conversions", "expected_conversion_rate", "expected_roc_auc", "score_psi"):
+        if drift.get(key) is not None:
+            metrics[key] = float(drift[key])
+    for name, value in (drift.get("feature_psi") or {}).items():
+        metrics[f"psi.{name}"] = float(value)
+    return metrics
+
+
+def record_scoring_run(result, *, model_uri: str, tracking_uri: str, inputs: Mapping[str, str | None],
+                       engine: str = "duckdb") -> str:
+    """Log a scoring run to the tracking store beside the model: inputs and model version as parameters, counts,
+    expected conversions and PSI per feature as metrics, the drift JSON and the HTML page as artifacts, and tags
+    that link it to the model version it used. Returns the run id."""
+    import json
+
+    from leadscore.models.registry import log_scoring_run, model_reference
+    from leadscore.presentation.scoring import scoring_report_html
+
+    ref = model_reference(model_uri, tracking_uri=tracking_uri)
+    params = {"model_uri": model_uri, "model_version": ref.get("version"), "engine": engine,
+              **{f"input.{k}": v for k, v in inputs.items()}, "output": str(result.output)}
+    tags = {"leadscore.model_name": str(ref.get("name") or ""), "leadscore.model_version": str(ref.get("version")
+                                                                                                or ""),
+            "leadscore.drift": "; ".join((result.drift or {}).get("text") or []) or "none"}
+    texts = {"scoring/summary.json": json.dumps(result.to_dict(), indent=2, default=str),
+             "scoring/report.html": scoring_report_html(result, title=f"Scoring run: {result.output.name}",
+                                                        model=ref)}
+    return log_scoring_run(tracking_uri=tracking_uri, experiment=SCORING_EXPERIMENT, params=params,
+                           metrics=scoring_metrics(result), texts=texts, tags=tags,
+                           run_name=f"score {result.output.name}")

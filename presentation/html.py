@@ -36,7 +36,7 @@ th{background:#f4f4f4;text-align:left;font-weight:600}
 td.num,th.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 td.text{min-width:16em;max-width:34em;overflow-wrap:break-word}
 td.meaning{color:#555;min-width:18em;max-width:40em}
-tr.fatal td{background:#fde2e2}tr.warning td{background:#fff6d5}
+tr.fatal td,tr.shifted td{background:#fde2e2}tr.warning td,tr.changed td{background:#fff6d5}
 figure{margin:1em 0 2em}img{max-width:100%;height:auto}
 code{background:#f3f3f3;padding:0 3px;border-radius:2px;overflow-wrap:anywhere}
 .card{border-top:2px solid #ccc;margin-top:2.5em}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("features", "models", "training", "serve", "analytics", "leadscore")
+PACKAGES = ("features", "models", "training", "serve", "analytics", "presentation", "leadscore")
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -12,6 +12,7 @@ from leadscore.features.config import TrainConfig
 from leadscore.features.spec import LeadFrame
 from leadscore.models.calibration import make_calibrator
 from leadscore.models.metrics import expected_calibration_error
+from leadscore.training.split import time_order
 
 if TYPE_CHECKING:
     from leadscore.training.train import TrainResult
@@ -197,11 +198,7 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
     n_trees = int(n_trees or result.params.get("n_trees") or result.bundle.booster.num_trees())
     X = frame.X
     y = frame.y
-    idx = np.flatnonzero(split.train)
-    if frame.as_of.notna().all():
-        order = idx[np.argsort(frame.as_of.to_numpy()[idx], kind="stable")]
-    else:  # no dates: a seeded shuffle stands in for time order, as in training
-        order = np.random.default_rng(config.seed).permutation(idx)
+    order = time_order(split.train, frame.as_of, config.seed)
     cal_idx, test_idx = np.flatnonzero(split.calibration), np.flatnonzero(split.test)
     if len(cal_idx) == 0:
         # Cross-fitted run (no calibration slice): the latest 15% of the training leads calibrate each curve point.

@@ -84,3 +84,12 @@ def random_split(y: np.ndarray, config: SplitConfig, seed: int, *, source: str =
     for mask, rows in zip(masks, (train, cal, test), strict=True):
         mask[rows] = True
     return Split(masks[0], masks[1], masks[2], "stratified random (no dates)")
+
+
+def time_order(mask: np.ndarray, as_of: pd.Series, seed: int) -> np.ndarray:
+    """Positions of the rows in `mask`, earliest as_of first (ties in row order); without dates (any as_of
+    missing), a seeded shuffle stands in for time order. Training, tuning and the backtest all cut by it."""
+    idx = np.flatnonzero(mask)
+    if as_of.notna().all():
+        return idx[np.argsort(as_of.to_numpy()[idx], kind="stable")]
+    return np.random.default_rng(seed).permutation(idx)

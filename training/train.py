@@ -26,7 +26,7 @@ from leadscore.models.estimator import make_lightgbm, make_logistic
 from leadscore.models.scorer import ModelScorer, score_from_probability
 from leadscore.models.wording import default_labels
 from leadscore.training.evaluate import evaluate_baseline, evaluate_scorer, signal_verdict
-from leadscore.training.split import Split, random_split, time_split
+from leadscore.training.split import Split, random_split, time_order, time_split
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,7 @@ def fit_lightgbm(frame: LeadFrame, train: np.ndarray, config: TrainConfig) -> tu
     X = frame.X
     y = frame.y
     idx = np.flatnonzero(train)
-    if frame.as_of.notna().all():
-        order = idx[np.argsort(frame.as_of.to_numpy()[idx], kind="stable")]
-    else:  # no dates: a seeded shuffle stands in for time order
-        order = np.random.default_rng(config.seed).permutation(idx)
+    order = time_order(train, frame.as_of, config.seed)
     n_valid = max(1, int(len(order) * config.model.early_stopping_fraction))
     fit_idx, valid_idx = order[:-n_valid], order[-n_valid:]
     cats = list(spec.categorical_columns)

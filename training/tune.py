@@ -12,6 +12,7 @@ import pandas as pd
 from leadscore.features.config import ModelConfig, TrainConfig
 from leadscore.features.spec import LeadFrame
 from leadscore.models.estimator import make_lightgbm
+from leadscore.training.split import time_order
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +23,7 @@ def time_series_folds(as_of: pd.Series, mask: np.ndarray, n_folds: int = 3, seed
 
     Without dates (no as_of), stratification is not known here, so the rows are shuffled once by seed.
     """
-    idx = np.flatnonzero(mask)
-    if as_of.notna().all():
-        order = idx[np.argsort(as_of.to_numpy()[idx], kind="stable")]
-    else:
-        order = np.random.default_rng(seed).permutation(idx)
+    order = time_order(mask, as_of, seed)
     blocks = np.array_split(order, n_folds + 1)
     return [(np.concatenate(blocks[: k + 1]), blocks[k + 1]) for k in range(n_folds)]
 
