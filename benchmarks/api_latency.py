@@ -36,8 +36,8 @@ def _free_port() -> int:
 
 def _demo_model(folder: Path):
     """A model trained on a small demo world, saved as a bundle folder; returns (folder, leads, events)."""
+    from leadscore.demo_world import generate_demo_world
     from leadscore.features.config import TrainConfig
-    from leadscore.features.demo import generate_demo_world
     from leadscore.training.train import train_model
 
     world = generate_demo_world(n_leads=5_000, seed=1, n_fresh=500)
@@ -107,7 +107,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="leadscore-api-bench-"))
     if args.model:
-        from leadscore.features.demo import generate_demo_world
+        from leadscore.demo_world import generate_demo_world
 
         world = generate_demo_world(n_leads=2_000, seed=1, n_fresh=500)
         model, leads, events = args.model, world.fresh_leads.drop(columns=["as_of"]), world.fresh_events

@@ -10,8 +10,8 @@ import argparse
 import json
 import time
 
+from leadscore.demo_world import generate_demo_world
 from leadscore.features.config import TrainConfig
-from leadscore.features.demo import generate_demo_world
 from leadscore.training.train import train_model
 
 

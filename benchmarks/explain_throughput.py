@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
+from leadscore.demo_world import generate_demo_world
 from leadscore.features.build import build_lead_frame, resolve_as_of, type_events, type_leads
 from leadscore.features.config import TrainConfig
-from leadscore.features.demo import generate_demo_world
 from leadscore.models.scorer import ModelScorer
 from leadscore.models.treeshap import TreeShapTables
 from leadscore.training.train import train_model

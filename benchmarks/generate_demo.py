@@ -8,7 +8,7 @@ import resource
 import sys
 import time
 
-from leadscore.features.demo import generate_demo_world
+from leadscore.demo_world import generate_demo_world
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -199,8 +199,8 @@ def _leadforge(workdir: Path, seed: int, difficulty: str) -> Path | None:
 
 def datasets(workdir: Path):
     """(name, loader) pairs; a loader returns (leads, outcomes, events, config, truth) or a skip reason."""
+    from leadscore.demo_world import generate_demo_world
     from leadscore.features.config import TrainConfig, load_config
-    from leadscore.features.demo import generate_demo_world
     from leadscore.pipeline import load_inputs
 
     def from_config(path: Path, **split):

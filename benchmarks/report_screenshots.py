@@ -142,8 +142,8 @@ def check(name: str, m: dict, keys: set[str]) -> list[str]:
 
 def build_reports(out: Path, n_leads: int, seed: int, say) -> dict[str, Path]:
     """The four reports on the demo world, as the CLI writes them."""
+    from leadscore.demo_world import generate_demo_world, write_demo_world
     from leadscore.features.config import TrainConfig
-    from leadscore.features.demo import generate_demo_world, write_demo_world
     from leadscore.models.rules import RuleScorer
     from leadscore.presentation.checks import checks_page
     from leadscore.presentation.comparison import write_comparison_report

@@ -65,7 +65,7 @@ def _leadscore(*args: str) -> list[str]:
 
 def _prepare(workdir: Path, n_leads: int) -> tuple[Path, Path, Path]:
 
-    from leadscore.features.demo import generate_demo_world
+    from leadscore.demo_world import generate_demo_world
 
     demo = workdir / "demo"
     if not (demo / "mlflow.db").exists():

@@ -12,8 +12,8 @@ import json
 import resource
 import time
 
+from leadscore.demo_world import generate_demo_world
 from leadscore.features.config import TrainConfig
-from leadscore.features.demo import generate_demo_world
 from leadscore.serve.predictor import Predictor
 from leadscore.training.train import train_model
 

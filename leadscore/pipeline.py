@@ -277,7 +277,7 @@ def run_demo(
     step: Step = _noop,
 ) -> dict[str, Any]:
     """Generate the demo world, train and register a model, score a fresh lead list; return the summary."""
-    from leadscore.features.demo import generate_demo_world, write_demo_world
+    from leadscore.demo_world import generate_demo_world, write_demo_world
     from leadscore.serve.batch import score_file
     from leadscore.serve.predictor import Predictor
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from leadscore.demo_world import DemoWorld, generate_demo_world
 from leadscore.features.config import TrainConfig
-from leadscore.features.demo import DemoWorld, generate_demo_world
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -31,7 +31,7 @@ AS_OF = "2025-10-01"  # after every fresh lead's creation
 @pytest.fixture(scope="module")
 def kit(trained, tmp_path_factory):
     """A model folder and a clean lead list with its events (written by the demo world)."""
-    from leadscore.features.demo import generate_demo_world
+    from leadscore.demo_world import generate_demo_world
 
     root = tmp_path_factory.mktemp("bad-input")
     trained.bundle.save(root / "model")
@@ -455,7 +455,7 @@ def test_unmatched_events_in_json_and_plain_output_agree(kit, tmp_path):
 
 @pytest.fixture(scope="module")
 def train_kit():
-    from leadscore.features.demo import generate_demo_world
+    from leadscore.demo_world import generate_demo_world
 
     world = generate_demo_world(n_leads=1_200, seed=5, n_fresh=10)
     return world.leads.copy(), world.outcomes.copy(), world.events.copy()

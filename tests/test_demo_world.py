@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.features.demo import EVENT_TYPES, STAGES, TEAMS, DemoWorld, generate_demo_world, write_demo_world
+from leadscore.demo_world import EVENT_TYPES, STAGES, TEAMS, DemoWorld, generate_demo_world, write_demo_world
 from leadscore.features.io import read_table
 
 N = 6_000

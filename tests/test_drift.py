@@ -42,7 +42,7 @@ def test_expected_roc_auc_equals_the_pairwise_definition_and_simulations():
 @pytest.fixture(scope="module")
 def same_world():
     """A larger batch from the training world (same generator, other leads)."""
-    from leadscore.features.demo import generate_demo_world
+    from leadscore.demo_world import generate_demo_world
 
     world = generate_demo_world(n_leads=6_000, seed=3, n_fresh=2_000)
     return world.fresh_leads.drop(columns=["as_of"]), world.fresh_events, world.fresh_truth

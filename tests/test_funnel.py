@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leadscore import demo_world as demo
 from leadscore.analytics.funnel import (
     band_conversion,
     conversion_by_channel,
@@ -26,8 +27,7 @@ from leadscore.analytics.funnel import (
     stalled_leads,
     wilson_interval,
 )
-from leadscore.features import demo
-from leadscore.features.demo import generate_demo_world, write_demo_world
+from leadscore.demo_world import generate_demo_world, write_demo_world
 from leadscore.features.errors import DataError
 from leadscore.presentation.funnel import run_funnel
 

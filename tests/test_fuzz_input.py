@@ -23,7 +23,7 @@ INJECT = [b",", b";", b'"', b"\n", b"\r", b"\r\n", b"\x00", b"\xff\xfe", b"=1+1"
 
 @pytest.fixture(scope="module")
 def kit(trained, tmp_path_factory):
-    from leadscore.features.demo import generate_demo_world
+    from leadscore.demo_world import generate_demo_world
 
     root = tmp_path_factory.mktemp("fuzz")
     trained.bundle.save(root / "model")

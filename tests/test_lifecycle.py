@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from leadscore.demo_world import generate_demo_world, write_demo_world
 from leadscore.features.config import TrainConfig
-from leadscore.features.demo import generate_demo_world, write_demo_world
 from leadscore.models.registry import registered_alias
 from leadscore.pipeline import promote, rollback, train_and_log
 from leadscore.training.promotion import PromotionPolicy, decide

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leadscore.demo_world import generate_demo_world
 from leadscore.features.config import TrainConfig
-from leadscore.features.demo import generate_demo_world
 
 PNG_TAG = '<img src="data:image/png;base64,'
 

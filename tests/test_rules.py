@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.features.demo import EVENT_TYPES, generate_demo_world
+from leadscore.demo_world import EVENT_TYPES, generate_demo_world
 from leadscore.features.errors import ConfigError, DataError
 from leadscore.models.rules import (
     OPS,

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import servers
 
+from leadscore.demo_world import generate_demo_world
 from leadscore.features.config import TrainConfig
-from leadscore.features.demo import generate_demo_world
 from leadscore.models.registry import default_tracking_uri, load_bundle, registered_alias, run_summary
 from leadscore.serve.predictor import Predictor
 
