@@ -129,6 +129,11 @@ def check(name: str, m: dict, keys: set[str]) -> list[str]:
             bad = [row[j] for row in t["rows"] if j < len(row) and not re.fullmatch(r"[+-]?[\d,]+|n/a|yes|no|", row[j])]
             if bad:
                 problems.append(f"{name}: column '{header}' of table {t['index']} holds non-integer counts {bad[:3]}")
+        for j, header in enumerate(t["headers"]):  # whole numbers printed with a decimal: float counts
+            cells = [row[j] for row in t["rows"] if j < len(row) and row[j] not in ("", "n/a")]
+            if cells and all(re.fullmatch(r"[+-]?[\d,]+\.0+", c) for c in cells):
+                problems.append(f"{name}: column '{header}' of table {t['index']} prints whole numbers with "
+                                f"decimals {cells[:3]}")
     text = m["text"]
     for key in sorted(keys):
         if re.search(rf"(?<![\w.]){re.escape(key)}(?![\w.])", text):

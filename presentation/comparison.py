@@ -156,7 +156,7 @@ def render_html(c: Comparison) -> str:
     cap_points = c.capacity[c.capacity["share_of_leads"].round(2).isin(CAPACITY_POINTS)]
     cap_points = cap_points.rename(columns={"model": f"found by the {first}", "rules": f"found by the {second}",
                                             "random": "found in random order", "best_possible": "best possible"})
-    cap_formats = {col: "decimal1" for col in cap_points.columns if str(col).startswith("found") or
+    cap_formats = {col: "expected_count" for col in cap_points.columns if str(col).startswith("found") or
                    col == "best possible"}
     bands = c.bands.assign(scorer=c.bands["scorer"].map(c.names))
     agreement = c.agreement.copy()

@@ -183,7 +183,7 @@ def format_number(kind: str, value: Any) -> str:
         return f"{v:,.0f}"
     if kind == "signed_count":
         return f"{int(round(v)):+,}"
-    if kind == "score":
+    if kind in ("score", "expected_count"):  # an expected count (ties shared out) is whole only when it is
         return f"{v:,.0f}" if v == round(v) else f"{v:,.1f}"
     # A plain number: whole values read as counts (never "133.000"), others with 3 significant decimals.
     if v == round(v) and abs(v) < 1e15:

@@ -258,6 +258,8 @@ def test_demo_model_beats_rules_end_to_end(demo_comparison, tmp_path):
     assert f"{m['roc_auc']:.3f}" in html and f"{r['roc_auc']:.3f}" in html
     assert f"{c.n_leads:,} leads" in html
     assert html.count("data:image/png;base64,") == 3
+    best = c.capacity.loc[c.capacity["share_of_leads"].round(2) == 0.1, "best_possible"].iloc[0]
+    assert f">{int(best):,}<" in html and f">{best:,.1f}<" not in html  # a whole count reads as one
     summary = json.loads(files["json"].read_text(encoding="utf-8"))
     assert summary["headline"]["model_conversions"] == pytest.approx(h["model_conversions"])
     assert summary["n_leads"] == c.n_leads
