@@ -292,16 +292,9 @@ class Chunk:
 
 def chunk_frame(frame: pd.DataFrame, rows: int, *, first_row: int = 0) -> Iterator[Chunk]:
     """A frame in memory as chunks of `rows` rows (its malformed-row notes split with it)."""
-    bad = malformed_rows(frame)
     total = len(frame)
     for start in range(0, max(total, 1), max(rows, 1)):
-        piece = frame.iloc[start:start + rows].reset_index(drop=True)
-        notes = {i - start: r for i, r in bad.items() if start <= i < start + rows}
-        if notes:
-            piece.attrs[MALFORMED] = notes
-        else:
-            piece.attrs.pop(MALFORMED, None)
-        yield Chunk(piece, first_row + start, min((start + rows) / max(total, 1), 1.0))
+        yield Chunk(_slice(frame, start, start + rows), first_row + start, min((start + rows) / max(total, 1), 1.0))
 
 
 def _record_end(data: bytes, *, first: bool = False) -> int:
@@ -880,6 +873,16 @@ class StagedWriter:
             self._parquet.close()
             self._parquet = None
         return self.tmp, self.path
+
+    def read_back(self, rows: int = 200_000) -> Iterator[pd.DataFrame]:
+        """The rows written so far, in order, `rows` at a time (Parquet staging only; the file is closed first)."""
+        import pyarrow.parquet as pq
+
+        if self.fmt != "parquet":
+            raise ValueError(f"{self.path}: only a Parquet staging file is read back")
+        self.close()
+        for batch in pq.ParquetFile(self.tmp).iter_batches(batch_size=rows):
+            yield batch.to_pandas()
 
     def discard(self) -> None:
         if self._parquet is not None:

@@ -350,15 +350,10 @@ class _TopReasons:
 
     def rewrite(self, staged: StagedWriter, out: StagedWriter, progress) -> None:
         """Copy the staged scores into `out` with the reasons of the final K filled in."""
-        import pyarrow.parquet as pq
-
-        tmp, _ = staged.close()
         kept = self.kept.set_index("row").sort_index()
-        done = 0
+        done, total = 0, staged.rows
         try:
-            handle = pq.ParquetFile(tmp)
-            for batch in handle.iter_batches(batch_size=200_000):
-                frame = batch.to_pandas()
+            for frame in staged.read_back():
                 rows = kept.index[(kept.index >= done) & (kept.index < done + len(frame))]
                 if len(rows):
                     at = (rows - done).to_numpy()
@@ -371,7 +366,7 @@ class _TopReasons:
                 out.write(frame)
                 done += len(frame)
                 if progress is not None:
-                    progress(done, handle.metadata.num_rows, what="adding reasons")
+                    progress(done, total, what="adding reasons")
         finally:
             staged.discard()
 
