@@ -95,6 +95,7 @@ def _run(python: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(python), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
 
 
+@pytest.mark.slow  # an installed wheel's API, CLI and pyfunc in subprocesses: half a minute
 def test_api_cli_and_pyfunc_work_beside_a_user_models_package(installed, user_project, logged, small_world):
     result, run, _ = logged
     leads = user_project / "leads.csv"

@@ -46,8 +46,10 @@ def test_notebook_structure(path: Path) -> None:
     assert plot_cells >= 1 and IMAGES[path.stem] >= plot_cells
 
 
-# 01 trains the demo twice end to end (the longest test): it runs in the slow pass.
-RUNS = [pytest.param(p, marks=pytest.mark.slow) if p.stem == "01-retrain" else p for p in PATHS]
+# 01 trains the demo twice end to end and 02 trains and compares (the longest tests): they run in the slow pass,
+# which CI runs too; 03 (the funnel) stays in the default pass.
+RUNS = [pytest.param(p, marks=pytest.mark.slow) if p.stem in ("01-retrain", "02-compare-rules") else p
+        for p in PATHS]
 
 
 @pytest.mark.parametrize("path", RUNS, ids=[p.stem for p in PATHS])
