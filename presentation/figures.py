@@ -38,7 +38,9 @@ def png(fig: Any, *, dpi: int = DPI) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    # Every figure comes from `figure` with the constrained layout, which already fits labels and legends inside
+    # the canvas; bbox_inches="tight" would lay each figure out a second time (a quarter of the report's drawing).
+    fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
 

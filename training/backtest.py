@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -182,16 +182,17 @@ def segment_metrics(scored: pd.DataFrame, frame: LeadFrame, columns: Sequence[st
     return pd.concat(parts, ignore_index=True)[cols]
 
 
-def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.25, 0.5, 0.75, 1.0),
+def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.25, 0.5, 1.0),
                    n_trees: int | None = None) -> pd.DataFrame:
     """Test ROC AUC and log loss when fitting on the latest fraction of the training slice (fixed tree count).
 
-    Each model is calibrated on the run's calibration slice (the latest 15% of the training leads when the run
-    was cross-fitted), so log loss compares fairly.
+    The trees are the run's own LightGBM: the preset the cross-fit chose (alone or as the tree half of a blend)
+    at its tree count, else the configured parameters. Each model is calibrated on the run's calibration slice
+    (the latest 15% of the training leads when the run was cross-fitted), so log loss compares fairly.
     """
     from sklearn.metrics import log_loss, roc_auc_score
 
-    from leadscore.models.estimator import make_lightgbm
+    from leadscore.training.crossfit import fit_lightgbm_rounds
 
     config = result.config
     frame, split = result.frame, result.split
@@ -205,18 +206,15 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
         n_cal = max(1, int(round(0.15 * len(order))))
         cal_idx, order = order[-n_cal:], order[:-n_cal]
     cats = list(frame.spec.categorical_columns)
+    # The same parameters as the run's trees (a small-data preset scales with the training slice's size).
+    params = _tree_params(result, int(np.asarray(split.train).sum()))
     rows = []
     for fraction in sorted(set(float(f) for f in fractions)):
         n = max(1, int(round(fraction * len(order))))
         rows_idx = order[-n:]  # the most recent leads: closest to what the test slice looks like
         if np.unique(y[rows_idx]).size < 2:
             continue
-        model = make_lightgbm(config.model, config.seed, n_estimators=n_trees)
-        # These fits are small: a second thread gains nothing, and on a shared 2-core machine OpenMP's
-        # spin-waiting made two threads 5-10x slower than one whenever the other core was busy.
-        model.set_params(n_jobs=1)
-        model.fit(X.iloc[rows_idx], y[rows_idx], categorical_feature=cats or "auto")
-        booster = model.booster_
+        booster = fit_lightgbm_rounds(X.iloc[rows_idx], y[rows_idx], params, cats, n_trees)
         calibrator = make_calibrator(calibration_method(config)).fit(
             booster.predict(X.iloc[cal_idx], raw_score=True), y[cal_idx])
         p = calibrator.predict(booster.predict(X.iloc[test_idx], raw_score=True))
@@ -224,3 +222,12 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
                      "n_trees": n_trees, "roc_auc": float(roc_auc_score(y[test_idx], p)),
                      "log_loss": float(log_loss(y[test_idx], np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))})
     return pd.DataFrame(rows, columns=["fraction", "n_train", "positives", "n_trees", "roc_auc", "log_loss"])
+
+
+def _tree_params(result: TrainResult, n_rows: int) -> dict[str, Any]:
+    """LightGBM parameters of the run's trees: the cross-fit's chosen preset, else the configured model."""
+    from leadscore.training.crossfit import lightgbm_presets
+
+    config = result.config
+    presets = lightgbm_presets(config.model, n_rows, config.seed)
+    return presets.get(result.params.get("tree_preset") or "lightgbm", presets["lightgbm"])

@@ -279,7 +279,8 @@ def select_learner(
     method, cal_scores = select_calibration(res.oof_margin, y, seed=config.seed)
     if config.model.calibration != "auto":
         method = config.model.calibration
-    info = {"n_trees": _n_trees(model), "cv_best_rounds": rounds}
+    tree_preset = chosen if chosen.startswith("lightgbm") else res.params.get("tree")
+    info = {"n_trees": _n_trees(model), "cv_best_rounds": rounds, "tree_preset": tree_preset}
     return Selection(chosen, model, res.oof_margin, method, cal_scores, results, k, fold_kind, info)
 
 

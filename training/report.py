@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_COLUMNS = ("lead_source", "industry", "country", "channel", "origin")
 SHAP_MAX_ROWS = 2000
+# The report backtests the most recent months only: each fold is two LightGBM fits, and the latest months are
+# the ones a reader compares with the test slice (rolling_backtest itself takes any number).
+BACKTEST_FOLDS = 6
 MODEL_NAME = "chosen learner (calibrated)"
 BASELINE_NAME = "logistic baseline"
 
@@ -100,7 +103,7 @@ def report_data(result: TrainResult, *, segment_columns: Sequence[str] | None = 
     folds = None
     if backtest and test.as_of.notna().all() and result.frame.as_of.notna().all():
         announce("report: rolling backtest (monthly folds)")
-        folds = rolling_backtest(result.frame, result.config)
+        folds = rolling_backtest(result.frame, result.config, max_folds=BACKTEST_FOLDS)
         lap("backtest")
 
     segments = segment_metrics(result.test_scores, test, default_segment_columns(result, segment_columns))
