@@ -132,6 +132,29 @@ def test_learning_curve_more_data_does_not_hurt(report):
     assert curve["roc_auc"].iloc[-1] >= curve["roc_auc"].iloc[0] - 0.01
 
 
+def test_learning_curve_refits_the_runs_own_trees(report):
+    """The curve fits the run's own LightGBM: the preset the cross-fit chose, at the chosen model's tree count."""
+    from leadscore.training.backtest import _tree_params
+
+    result, files = report
+    assert result.params["tree_preset"] in ("lightgbm", "lightgbm_defaults", "lightgbm_small")
+    booster = result.bundle.model.booster
+    params = _tree_params(result, int(result.split.train.sum()))
+    for key in ("learning_rate", "num_leaves", "min_data_in_leaf"):
+        assert booster.params[key] == params[key], key
+    curve = pd.read_csv(files["report_learning_curve"])
+    assert (curve["n_trees"] == booster.num_trees()).all()
+
+
+def test_report_backtests_the_latest_months(report):
+    from leadscore.training.report import BACKTEST_FOLDS
+
+    _, files = report
+    folds = pd.read_csv(files["report_backtest"])
+    assert 1 <= len(folds) <= BACKTEST_FOLDS
+    assert (pd.to_datetime(folds["train_end"]) < pd.to_datetime(folds["test_start"])).all()
+
+
 def test_bootstrap_points_match_scikit_learn_and_intervals_contain_them():
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
