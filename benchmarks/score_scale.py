@@ -43,7 +43,7 @@ def _rss_kib(pid: int) -> int:
     return total
 
 
-def _run(cmd: list[str], *, kill_after: float | None = None) -> dict:
+def _run(cmd: list[str], *, kill_after: float | None = None, stderr_tail: int = 2000) -> dict:
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -56,7 +56,7 @@ def _run(cmd: list[str], *, kill_after: float | None = None) -> dict:
         time.sleep(1.0)
     out, err = proc.communicate()
     return {"seconds": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak / 1024, 1),
-            "returncode": proc.returncode, "stdout": out, "stderr": err[-2000:]}
+            "returncode": proc.returncode, "stdout": out, "stderr": err[-stderr_tail:]}
 
 
 def _leadscore(*args: str) -> list[str]:
