@@ -25,6 +25,7 @@ from leadscore.features.io import (
     parse_timestamps,
     process_alive,
     require_columns,
+    strip_text,
 )
 from leadscore.features.spec import AS_OF, MAX_EXACT, OTHER, FeatureSpec, LeadFrame, event_column_name
 from leadscore.runtime import threads
@@ -32,6 +33,7 @@ from leadscore.runtime import threads
 log = logging.getLogger(__name__)
 
 REJECT_REASON = "reject_reason"
+AGGREGATE_MEMORY = "1GB"  # DuckDB's limit for the event aggregates of a training run (it spills beyond)
 _NUMERIC_SHARE = 0.95  # a text column is numeric when this share of its non-empty cells parse as numbers
 _ID_LIKE_SHARE = 0.5  # a text column with more distinct values than this share of rows is identifier-like
 _ID_NAME = re.compile(r"(^|[^a-z])(id|ids|number|num|no|nr|key|code|uuid|guid|index)([^a-z]|$)|#|_id$|id$",
@@ -169,8 +171,7 @@ def fit_spec(
         if features.event_types is not None:
             event_types = tuple(features.event_types)
         else:
-            counts = events[data.event_type].dropna().astype(str).value_counts()
-            event_types = tuple(sorted(counts.index[: 40]))
+            event_types = frequent_types(events[data.event_type])
         names = [event_column_name(t) for t in event_types]
         if len(set(names)) != len(names):
             raise DataError(f"events: column {data.event_type!r}: event types collide after normalisation: {names}")
@@ -205,6 +206,14 @@ def fit_spec(
     )
 
 
+def frequent_types(values: pd.Series, k: int = 40) -> tuple[str, ...]:
+    """The `k` most frequent event types (sorted by name; ties at the cut broken by name, so the choice does not
+    depend on the order of the log), counted on the column as it is (no copy of the log as Python strings)."""
+    counts = values.value_counts()
+    ranked = sorted(zip(counts.index.astype(str), counts.to_numpy(), strict=True), key=lambda kv: (-kv[1], kv[0]))
+    return tuple(sorted(name for name, _ in ranked[:k]))
+
+
 def refit_vocabularies(
     spec: FeatureSpec,
     train_leads: pd.DataFrame,
@@ -229,9 +238,8 @@ def refit_vocabularies(
             dropped[col] = f"no value seen at least {features.min_category_count} times in the training slice"
     event_types = spec.event_types
     if events is not None and features.event_types is None:
-        past = events if events_until is None else events[events["ts"] <= events_until]
-        counts = past["type"].dropna().astype(str).value_counts()
-        event_types = tuple(sorted(counts.index[:40])) or spec.event_types
+        types = events["type"] if events_until is None else events["type"][(events["ts"] <= events_until).to_numpy()]
+        event_types = frequent_types(types) or spec.event_types
     return dataclasses.replace(spec, categorical_vocab=vocab, event_types=event_types, dropped_columns=dropped)
 
 
@@ -347,12 +355,13 @@ def type_events(events: pd.DataFrame, spec: FeatureSpec, *, source: str) -> pd.D
     require_columns(events, [spec.event_lead_id, spec.event_time, spec.event_type], source=source, what="event")
     out = pd.DataFrame(
         {
-            "lead_id": events[spec.event_lead_id].astype("string").str.strip(),
+            "lead_id": strip_text(events[spec.event_lead_id]),
             "ts": parse_timestamps(events[spec.event_time], source=source, column=spec.event_time),
-            "type": events[spec.event_type].astype("string").str.strip(),
+            "type": strip_text(events[spec.event_type]),
         }
     )
     return out.dropna(subset=["lead_id", "ts", "type"])
+
 
 
 def _sql_literal(text: str) -> str:
@@ -481,9 +490,7 @@ class EventStore:
         import pyarrow as pa
 
         # Arrow columns: DuckDB reads them without a Python object per cell.
-        chunk = pa.table({"lead_id": _arrow_text(typed["lead_id"]),
-                          "ts": pa.array(typed["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
-                                         .astype("datetime64[us]").to_numpy()),
+        chunk = pa.table({"lead_id": _arrow_text(typed["lead_id"]), "ts": pa.array(_naive_utc(typed["ts"])),
                           "type": _arrow_text(typed["type"])})
         self.con.register("incoming", chunk)
         self.con.execute("INSERT INTO events SELECT * FROM incoming")
@@ -503,11 +510,10 @@ class EventStore:
         base = empty_event_features(spec, n)
         if n == 0 or self.rows == 0:
             return base, {"events_used": 0, "leads_matched_by_events": 0, "leads_with_events": 0}
-        as_of_naive = as_of.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
         import pyarrow as pa
 
         chunk = pa.table({"rid": np.arange(n, dtype=np.int64), "lead_id": _arrow_text(lead_ids.astype(str)),
-                          "as_of": pa.array(as_of_naive.to_numpy())})
+                          "as_of": pa.array(_naive_utc(as_of))})
         self.con.register("chunk_leads", chunk)
         try:
             # One scan of the whole log per chunk: its leads' events first (as given, and as counted), then the
@@ -529,7 +535,7 @@ class EventStore:
             self.con.unregister("chunk_leads")
         if dupes:
             stats["duplicate_events"] = int(dupes)
-        return _fill_aggregates(base, agg, spec), stats
+        return _fill_aggregates(n, agg, spec), stats
 
     def close(self) -> None:
         import shutil
@@ -546,13 +552,21 @@ def _arrow_text(values: pd.Series):
     return pa.array(values.astype(pd.StringDtype("pyarrow")).array)
 
 
-def _fill_aggregates(base: pd.DataFrame, agg: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    agg = agg.set_index("rid")
-    out = base.copy()
-    rows = agg.index.to_numpy()
+def _naive_utc(stamps: pd.Series) -> np.ndarray:
+    """UTC times as naive microsecond datetimes (what DuckDB's TIMESTAMP holds)."""
+    return stamps.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]").to_numpy()
+
+
+def _fill_aggregates(n: int, agg: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """One row per lead (0..n-1) from the aggregates of the leads with events: the others get zero counts and no
+    last activity (`empty_event_features`)."""
+    rows = agg["rid"].to_numpy(dtype=np.int64)
+    columns = {}
     for name in spec.event_feature_names:
-        out.loc[rows, name] = agg[name].to_numpy(dtype="float64", na_value=np.nan)
-    return out
+        column = np.full(n, np.nan if name == "days_since_last_activity" else 0.0)
+        column[rows] = agg[name].to_numpy(dtype="float64", na_value=np.nan)
+        columns[name] = column
+    return pd.DataFrame(columns, index=range(n))
 
 
 def event_features(
@@ -572,24 +586,35 @@ def event_features(
     if events is None or events.empty or n == 0:
         return base, {"events_used": 0, "leads_matched_by_events": 0, "leads_with_events": 0}
 
-    as_of_naive = as_of.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
-    leads_tbl = pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "lead_id": lead_ids.astype(str).to_numpy(),
-                              "as_of": as_of_naive.to_numpy()})
-    events_tbl = pd.DataFrame({"lead_id": events["lead_id"].astype(str).to_numpy(),
-                               "ts": events["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
-                               .astype("datetime64[us]").to_numpy(),
-                               "type": events["type"].astype(str).to_numpy()})
+    import pyarrow as pa
+
+    # Arrow columns: DuckDB reads them in place, without a Python string object per cell of a large log.
+    leads_tbl = pa.table({"rid": np.arange(n, dtype=np.int64), "lead_id": _arrow_text(lead_ids.astype(str)),
+                          "as_of": pa.array(_naive_utc(as_of))})
+    events_tbl = pa.table({"lead_id": _arrow_text(events["lead_id"]), "ts": pa.array(_naive_utc(events["ts"])),
+                           "type": _arrow_text(events["type"])})
     query, stats_query = event_aggregate_sql(spec)
+    import tempfile
+
     con = duckdb.connect()
+    spill = tempfile.mkdtemp(prefix="leadscore-aggregate-")
     try:
         con.execute(f"SET threads TO {threads()}")
+        # The join and the aggregate spill to disk beyond this, so a log of tens of millions of events does not
+        # double the memory the log itself takes; the rows order of the aggregate does not matter (rid says).
+        con.execute(f"SET memory_limit = '{AGGREGATE_MEMORY}'")
+        con.execute(f"SET temp_directory = '{spill}'")
+        con.execute("SET preserve_insertion_order = false")
         con.register("leads_tbl", leads_tbl)
         con.register("events_tbl", events_tbl)
         agg = con.execute(query).df()
         stats = event_stats(con.execute(stats_query).fetchone())
     finally:
         con.close()
-    return _fill_aggregates(base, agg, spec), stats
+        import shutil
+
+        shutil.rmtree(spill, ignore_errors=True)
+    return _fill_aggregates(n, agg, spec), stats
 
 
 def resolve_as_of(

@@ -117,7 +117,8 @@ class _RowProgress:
             if self.bar is not None:
                 self.bar.update(self.task, description=what, completed=0, total=None)
         elapsed = now - self.started
-        rate = done / elapsed if elapsed > 0.2 else None  # no rate from the first instant of a stage
+        # No rate from the first instant of a stage, unless the stage is already done.
+        rate = done / elapsed if elapsed > 0.2 or (done >= total and elapsed > 0) else None
         speed = f"{rate:,.0f} rows/s" if rate else "starting"
         if self.bar is not None:
             self.bar.update(self.task, completed=done, total=total, rate=speed)

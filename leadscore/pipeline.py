@@ -287,6 +287,7 @@ def run_demo(
     step(f"generating the demo world ({n_leads:,} leads, seed {seed})")
     world = generate_demo_world(n_leads=n_leads, seed=seed)
     paths = write_demo_world(world, workdir / "data")
+    del world  # training reads the files back, as it would a CRM export; the world in memory is not needed again
     truth = read_table(paths["truth"]).set_index("lead_id")["true_probability"].astype("float64")
     result, logged = _demo_train(paths, truth, seed, workdir, tracking_uri, step)
     model_uri = logged.registry_uri or logged.model_uri

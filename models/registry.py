@@ -231,6 +231,9 @@ class RunInput:
     targets: str | None = None  # the label column, if it has one
 
 
+DIGEST_SLICE_ROWS = 1 << 18
+
+
 def table_digest(frame: pd.DataFrame) -> str:
     """A digest of every row and column of a table (values, column names and types): 32 hex characters.
 
@@ -243,11 +246,15 @@ def table_digest(frame: pd.DataFrame) -> str:
 
     digest = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
     digest.update(np.int64(len(frame)).tobytes())
-    try:
-        rows = pd.util.hash_pandas_object(frame, index=False)
-    except TypeError:  # unhashable cells (lists, dicts): hash their text
-        rows = pd.util.hash_pandas_object(frame.astype(str), index=False)
-    digest.update(rows.to_numpy().tobytes())
+    # Row hashes in slices: the same bytes in the same order as hashing the whole table at once, without a Python
+    # string per cell of the whole table (text columns are hashed as objects).
+    for start in range(0, len(frame), DIGEST_SLICE_ROWS):
+        part = frame.iloc[start:start + DIGEST_SLICE_ROWS]
+        try:
+            rows = pd.util.hash_pandas_object(part, index=False)
+        except TypeError:  # unhashable cells (lists, dicts): hash their text
+            rows = pd.util.hash_pandas_object(part.astype(str), index=False)
+        digest.update(rows.to_numpy().tobytes())
     return digest.hexdigest()[:32]
 
 

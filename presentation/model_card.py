@@ -17,6 +17,7 @@ from leadscore.models.metrics import BOOTSTRAP_DRAWS, PROBABILITY_METRICS, boots
 from leadscore.presentation import format as fmt
 from leadscore.training.backtest import MIN_CLASS_CASES
 from leadscore.training.evaluate import band_table, baseline_probabilities, slice_table
+from leadscore.training.report import REPORT_MAX_FIT_ROWS
 
 if TYPE_CHECKING:
     from leadscore.training.train import TrainResult
@@ -271,8 +272,10 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
                           "roc_auc", "ece", "calibration_in_the_large", "brier"]].copy()
         shown["train_end"] = shown["train_end"].map(_day)
         auc = backtest["roc_auc"].dropna()
+        capped = (f" (its latest {REPORT_MAX_FIT_ROWS:,} leads where there are more)"
+                  if (backtest["n_train"] >= REPORT_MAX_FIT_ROWS).any() else "")
         out += ["Rolling origin by month of as_of: each fold fits LightGBM (as in training) on every earlier month "
-                "except the last, calibrates on that last month and tests on the next one.", "",
+                f"except the last{capped}, calibrates on that last month and tests on the next one.", "",
                 markdown_table(shown, {"n_train": "n", "n": "n", "positives": "n", "roc_auc": "roc_auc",
                                        "ece": "ece", "calibration_in_the_large": "calibration_in_the_large",
                                        "brier": "brier"}), ""]
@@ -283,7 +286,9 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
     if learning is not None and not learning.empty:
         out += ["## Learning curve", "",
                 "Test metrics when fitting on the most recent share of the training slice (fixed tree count, "
-                "same calibration slice):", "",
+                "same calibration slice)"
+                + (f"; above {REPORT_MAX_FIT_ROWS:,} leads only the full slice is shown, and it is the run's own "
+                   "model" if (learning["n_train"] > REPORT_MAX_FIT_ROWS).any() else "") + ":", "",
                 markdown_table(learning, {"fraction": _pct, "n_train": "n", "positives": "n", "n_trees": "n",
                                           "roc_auc": "roc_auc", "log_loss": "log_loss"}), ""]
 

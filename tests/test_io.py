@@ -25,6 +25,32 @@ def test_reads_latin1_and_tab_separated(tmp_path):
     assert read_table(path)["city"].tolist() == ["Köln", "München"]
 
 
+@pytest.mark.parametrize("body, from_bytes", [
+    (b"lead_id,ts,type\nL1,2024-01-01,visit\nL2,,email_click\r\n\nL3,2024-01-03, pricing\n", False),  # CRLF, a blank
+    (b'"lead_id","ts","type"\nL1,2024-01-01,visit\nL2,,email_click\nL3,2024-01-03,pricing\n', True),  # quoted header
+    (b'"lead_id","ts","type"\nL1,2024-01-01,"vis,it"\nL2,,email_click\nL3,2024-01-03,pricing\n', False),  # quoted
+    ("\ufefflead_id;ts;type\nL1;2024-01-01;visit\nL2;;email_click\nL3;2024-01-03;pricing\n".encode(), True),  # BOM
+    (b"lead_id,ts,type\nL1,2024-01-01,visit\nL2,,email_click,extra\nL3,2024-01-03,pricing\n", False),  # long row
+    ("lead_id,ts,type\nL1,2024-01-01,K\xf6ln\nL2,,email_click\nL3,2024-01-03,pricing\n".encode("latin-1"), False),
+])
+def test_the_fast_bytes_reader_reads_what_the_text_reader_reads(tmp_path, body, from_bytes, monkeypatch):
+    """Plain UTF-8 files (a quoted header included, as Arrow's writer puts it) are parsed from the bytes; every
+    file reads the same as through pandas' reader of the decoded text, malformed-row notes included."""
+    from leadscore.features import io as tabular
+
+    path = tmp_path / "events.csv"
+    path.write_bytes(body)
+    fast = read_table(path)
+    assert (tabular._utf8_plain_csv(body, path) is not None) == from_bytes  # parsed from the bytes, or not
+    monkeypatch.setattr(tabular, "_plain_csv", lambda *args: None)  # the decoding reader alone, as reference
+    text = tabular._read_csv(tabular._decode(body, path), path, "table")
+    MALFORMED = tabular.MALFORMED
+    pd.testing.assert_frame_equal(fast, text)
+    assert fast.attrs.get(MALFORMED) == text.attrs.get(MALFORMED)
+    assert list(fast.columns) == ["lead_id", "ts", "type"] and len(fast) == 3
+    assert fast["ts"].isna().tolist() == [False, True, False]
+
+
 def test_parquet_round_trip_is_atomic(tmp_path):
     frame = pd.DataFrame({"a": [1, 2], "b": ["x", None]})
     out = write_table(frame, tmp_path / "t.parquet")

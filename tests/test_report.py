@@ -155,6 +155,35 @@ def test_report_backtests_the_latest_months(report):
     assert (pd.to_datetime(folds["train_end"]) < pd.to_datetime(folds["test_start"])).all()
 
 
+def test_report_fits_are_capped_on_large_slices_and_reuse_the_runs_model():
+    """Above `max_fit_rows` the learning curve stops fitting and its full point is the run's own model (the same
+    numbers as its test metrics); backtest folds train on their latest `max_train_rows` leads only."""
+    import dataclasses
+
+    from leadscore.training.backtest import learning_curve, rolling_backtest
+    from leadscore.training.train import train_model
+
+    world = generate_demo_world(n_leads=6000, seed=3)
+    config = TrainConfig(seed=3)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, crossfit_max_rows=0))
+    result = train_model(world.leads, world.outcomes, world.events, config)
+    assert result.params["learner"] == "lightgbm"  # not cross-fitted: a calibration slice of its own
+    n_train = int(result.split.train.sum())
+    cap = n_train // 3
+    curve = learning_curve(result, max_fit_rows=cap)
+    assert curve["n_train"].iloc[-1] == n_train and (curve["n_train"].iloc[:-1] <= cap).all()
+    assert len(curve) >= 3 and curve["n_train"].is_monotonic_increasing
+    assert curve["roc_auc"].iloc[-1] == pytest.approx(result.metrics["model"]["roc_auc"], abs=1e-12)
+    free = rolling_backtest(result.frame, config, max_folds=3)
+    capped = rolling_backtest(result.frame, config, max_folds=3, max_train_rows=cap)
+    assert len(capped) == len(free) >= 1
+    assert (capped["n_train"] <= cap).all() and (free["n_train"] > cap).any()
+    assert (pd.to_datetime(capped["train_end"]) < pd.to_datetime(capped["test_start"])).all()
+    # The latest leads: the window starts later than all of the past does, and ends at the same time.
+    assert (pd.to_datetime(capped["train_start"]) >= pd.to_datetime(free["train_start"])).all()
+    assert (capped["train_end"] == free["train_end"]).all()
+
+
 def test_bootstrap_points_match_scikit_learn_and_intervals_contain_them():
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 

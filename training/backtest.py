@@ -69,12 +69,14 @@ def _period_bounds(period: pd.Period) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M", min_train_periods: int = 3,
-                     max_folds: int | None = None) -> pd.DataFrame:
+                     max_folds: int | None = None, max_train_rows: int | None = None) -> pd.DataFrame:
     """Rolling-origin backtest: fit on all periods before the last one before the test period, calibrate on that one.
 
     Fold k tests period k; LightGBM is fitted as in training (early stopping on the latest share, then a refit)
     on periods < k-1, and the calibration (`calibration_method`) on period k-1. One row per fold; `max_folds`
-    keeps only the most recent folds. `train_end` (latest training as_of) is always before `test_start`.
+    keeps only the most recent folds, `max_train_rows` fits each fold on at most that many of its most recent
+    training leads (a sliding window instead of all the past: the fold cost stays bounded on large exports).
+    `train_end` (latest training as_of) is always before `test_start`.
     """
     from leadscore.training.train import fit_lightgbm
 
@@ -95,6 +97,10 @@ def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M"
         train = (periods < cal_p).to_numpy()
         cal = (periods == cal_p).to_numpy()
         test = (periods == test_p).to_numpy()
+        if max_train_rows is not None and int(train.sum()) > max_train_rows:
+            latest = time_order(train, as_of, config.seed)[-max_train_rows:]
+            train = np.zeros(len(train), dtype=bool)
+            train[latest] = True
         if np.unique(y[train]).size < 2 or not cal.any() or not test.any():
             continue  # nothing to learn from (or to test on) in this fold
         booster, info = fit_lightgbm(frame, train, config)
@@ -183,12 +189,16 @@ def segment_metrics(scored: pd.DataFrame, frame: LeadFrame, columns: Sequence[st
 
 
 def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.25, 0.5, 1.0),
-                   n_trees: int | None = None) -> pd.DataFrame:
+                   n_trees: int | None = None, max_fit_rows: int | None = None) -> pd.DataFrame:
     """Test ROC AUC and log loss when fitting on the latest fraction of the training slice (fixed tree count).
 
     The trees are the run's own LightGBM: the preset the cross-fit chose (alone or as the tree half of a blend)
     at its tree count, else the configured parameters. Each model is calibrated on the run's calibration slice
     (the latest 15% of the training leads when the run was cross-fitted), so log loss compares fairly.
+    With `max_fit_rows`, points that would fit more leads than that are left out, except the full slice of a run
+    that was not cross-fitted: that point is the run's own model (fitted on the same leads with the same number of
+    trees and calibrated on the same slice), read from its test scores instead of fitted again; the other points
+    are then fractions of `max_fit_rows` leads.
     """
     from sklearn.metrics import log_loss, roc_auc_score
 
@@ -208,16 +218,25 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
     cats = list(frame.spec.categorical_columns)
     # The same parameters as the run's trees (a small-data preset scales with the training slice's size).
     params = _tree_params(result, int(np.asarray(split.train).sum()))
+    run_is_full_point = bool(np.asarray(split.calibration).any()) and result.params.get("learner") == "lightgbm"
+    if max_fit_rows is not None and len(order) > max_fit_rows:
+        # A large slice: the same shape of curve over at most `max_fit_rows` leads, then the run's own model.
+        fractions = [max_fit_rows * f / len(order) for f in fractions if f < 1] + [max_fit_rows / len(order), 1.0]
     rows = []
     for fraction in sorted(set(float(f) for f in fractions)):
         n = max(1, int(round(fraction * len(order))))
         rows_idx = order[-n:]  # the most recent leads: closest to what the test slice looks like
         if np.unique(y[rows_idx]).size < 2:
             continue
-        booster = fit_lightgbm_rounds(X.iloc[rows_idx], y[rows_idx], params, cats, n_trees)
-        calibrator = make_calibrator(calibration_method(config)).fit(
-            booster.predict(X.iloc[cal_idx], raw_score=True), y[cal_idx])
-        p = calibrator.predict(booster.predict(X.iloc[test_idx], raw_score=True))
+        if max_fit_rows is not None and n > max_fit_rows:
+            if not (n == len(order) and run_is_full_point):
+                continue
+            p = result.test_scores["probability"].to_numpy(dtype="float64")
+        else:
+            booster = fit_lightgbm_rounds(X.iloc[rows_idx], y[rows_idx], params, cats, n_trees)
+            calibrator = make_calibrator(calibration_method(config)).fit(
+                booster.predict(X.iloc[cal_idx], raw_score=True), y[cal_idx])
+            p = calibrator.predict(booster.predict(X.iloc[test_idx], raw_score=True))
         rows.append({"fraction": fraction, "n_train": int(n), "positives": int(y[rows_idx].sum()),
                      "n_trees": n_trees, "roc_auc": float(roc_auc_score(y[test_idx], p)),
                      "log_loss": float(log_loss(y[test_idx], np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))})

@@ -31,6 +31,9 @@ SHAP_MAX_ROWS = 2000
 # The report backtests the most recent months only: each fold is two LightGBM fits, and the latest months are
 # the ones a reader compares with the test slice (rolling_backtest itself takes any number).
 BACKTEST_FOLDS = 6
+# On large exports the report's extra fits use at most this many training leads each: backtest folds train on
+# their latest ones, and the learning curve stops fitting there (its last point is the run's own model).
+REPORT_MAX_FIT_ROWS = 100_000
 MODEL_NAME = "chosen learner (calibrated)"
 BASELINE_NAME = "logistic baseline"
 
@@ -97,13 +100,14 @@ def report_data(result: TrainResult, *, segment_columns: Sequence[str] | None = 
 
     learning = None
     if learning_curve:
-        learning = compute_learning_curve(result)
+        learning = compute_learning_curve(result, max_fit_rows=REPORT_MAX_FIT_ROWS)
         lap("learning_curve")
 
     folds = None
     if backtest and test.as_of.notna().all() and result.frame.as_of.notna().all():
         announce("report: rolling backtest (monthly folds)")
-        folds = rolling_backtest(result.frame, result.config, max_folds=BACKTEST_FOLDS)
+        folds = rolling_backtest(result.frame, result.config, max_folds=BACKTEST_FOLDS,
+                                 max_train_rows=REPORT_MAX_FIT_ROWS)
         lap("backtest")
 
     segments = segment_metrics(result.test_scores, test, default_segment_columns(result, segment_columns))

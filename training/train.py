@@ -195,9 +195,37 @@ def prepare_training_data(
             source=sources["leads"], converted_column=data.converted_at,
             before_created=config.label.converted_before_created,
         )
-    frame = build_lead_frame(labelled.leads, typed_events, spec, labelled.leads[AS_OF], extra_columns=[LABEL],
-                             stats=typed.stats)
-    report = run_checks(labelled.leads, spec, data, config.checks, counts=labelled.counts,
+    # The split needs only the labels and the as_of times; the event features are built once, after the
+    # vocabularies are refitted on the training slice. A data check's fatal finding still comes before a split
+    # error (both need the features' counters).
+    labelled_rows = labelled.leads.reset_index(drop=True)
+    split_error: DataError | None = None
+    try:
+        if has_dates:
+            split = time_split(labelled_rows, labelled_rows[AS_OF], config.split, source=sources["leads"])
+        else:
+            split = random_split(labelled_rows[LABEL].to_numpy(dtype="int8"), config.split, config.seed,
+                                 source=sources["leads"])
+    except DataError as exc:
+        split, split_error = None, exc
+    rows, checked_spec = labelled.leads.copy(), spec
+    if split is not None:
+        if int((~split.test).sum()) <= config.model.crossfit_max_rows:
+            split = split.cross_fitted(config.model.cv_folds)
+        # Vocabularies and event types from the training slice only (events up to its last as_of), so nothing
+        # first seen in the calibration or test period shapes the model's inputs.
+        train_until = labelled_rows[AS_OF][split.train].max() if has_dates else None
+        if raw_categories is not None:
+            for col in spec.categorical_columns:
+                rows[col] = rows[spec.id_column].map(raw_categories[col])
+        refit = refit_vocabularies(spec, rows.loc[split.train], typed_events, config.features,
+                                   events_until=train_until)
+        if refit != spec or raw_categories is not None:
+            spec = refit
+            for col in spec.categorical_columns:  # as scoring does: pooled or missing when not in the vocabulary
+                rows[col], _ = spec.categorise(col, rows[col])
+    frame = build_lead_frame(rows, typed_events, spec, rows[AS_OF], extra_columns=[LABEL], stats=typed.stats)
+    report = run_checks(labelled.leads, checked_spec, data, config.checks, counts=labelled.counts,
                         events_after_as_of=frame.stats.get("events_after_as_of_ignored"),
                         has_events=typed_events is not None)
     if report.fatal:
@@ -205,26 +233,8 @@ def prepare_training_data(
         more = f" (and {len(report.fatal) - 1} more fatal finding(s); run check-data for the report)" \
             if len(report.fatal) > 1 else ""
         raise DataCheckFailed(f"{sources['leads']}: data check failed: {first}{more}", report)
-    if has_dates:
-        split = time_split(frame.frame, frame.as_of, config.split, source=sources["leads"])
-    else:
-        split = random_split(frame.y, config.split, config.seed, source=sources["leads"])
-    if int((~split.test).sum()) <= config.model.crossfit_max_rows:
-        split = split.cross_fitted(config.model.cv_folds)
-    # Vocabularies and event types from the training slice only (events up to its last as_of), so nothing
-    # first seen in the calibration or test period shapes the model's inputs.
-    train_until = frame.as_of[split.train].max() if has_dates else None
-    rows = labelled.leads.copy()
-    if raw_categories is not None:
-        for col in spec.categorical_columns:
-            rows[col] = rows[spec.id_column].map(raw_categories[col])
-    refit = refit_vocabularies(spec, rows.loc[split.train], typed_events, config.features,
-                               events_until=train_until)
-    if refit != spec or raw_categories is not None:
-        spec = refit
-        for col in spec.categorical_columns:  # as scoring does: pooled or missing when not in the vocabulary
-            rows[col], _ = spec.categorise(col, rows[col])
-        frame = build_lead_frame(rows, typed_events, spec, rows[AS_OF], extra_columns=[LABEL], stats=typed.stats)
+    if split_error is not None:
+        raise split_error
     if typed_events is not None and len(frame.frame):
         # What training's event log looked like, so scoring can tell an events file that does not match.
         n = len(frame.frame)
@@ -255,9 +265,9 @@ def train_model(
     probability, for the error against the truth.
     """
     config = config or TrainConfig()
-    if step is not None:
-        step(f"building point-in-time features ({len(leads):,} leads"
-             + (f", {len(events):,} events)" if events is not None else ")"))
+    step = step or (lambda _: None)
+    step(f"building point-in-time features ({len(leads):,} leads"
+         + (f", {len(events):,} events)" if events is not None else ")"))
     prepared = prepare_training_data(leads, outcomes, events, config, data_end=data_end, sources=sources)
     spec, frame, split, counts = prepared.spec, prepared.frame, prepared.split, prepared.counts
     tuning = None
@@ -277,6 +287,7 @@ def train_model(
             "candidates": {r.name: r.row() for r in selection.results.values()}, **selection.info}
         candidates_table = selection.table()
     else:
+        step(f"fitting LightGBM on {int(split.train.sum()):,} training leads (early stopping, then a refit)")
         booster, fit_info = fit_lightgbm(frame, split.train, config)
         model = booster
         cal_frame = frame.subset(split.calibration)
@@ -327,6 +338,7 @@ def train_model(
     truth_test = None
     if truth is not None:
         truth_test = test_frame.ids.map(truth).to_numpy(dtype="float64", na_value=np.nan)
+    step(f"scoring the {len(test_frame):,} test leads (probabilities and reasons)")
     scorer = ModelScorer(bundle)
     model_metrics, test_scores = evaluate_scorer(scorer, test_frame, truth=truth_test)
     # What inputs and scores looked like, for the drift check of every scored batch (saved with the model).
@@ -336,6 +348,7 @@ def train_model(
         ModelScorer(ModelBundle(spec, bundle.model, uncal, bands)), test_frame, truth=truth_test, reasons=False
     )
 
+    step("fitting the logistic baseline")
     baseline = make_logistic(spec, config.model, config.seed)
     train_frame = frame.subset(split.train)
     try:
