@@ -526,7 +526,7 @@ class EventStore:
                                  "WHERE lead_id IN (SELECT lead_id FROM chunk_leads)")
                 source = "chunk_events"
             query, stats_query = event_aggregate_sql(spec, leads="chunk_leads", events=source)
-            agg = self.con.execute(query).df()
+            agg = self.con.execute(query).fetchnumpy()
             stats = event_stats(self.con.execute(stats_query).fetchall()[0])
             dupes = self.con.execute(
                 "SELECT coalesce(sum(c - 1), 0) FROM (SELECT count(*) AS c FROM chunk_log "
@@ -557,16 +557,17 @@ def _naive_utc(stamps: pd.Series) -> np.ndarray:
     return stamps.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]").to_numpy()
 
 
-def _fill_aggregates(n: int, agg: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """One row per lead (0..n-1) from the aggregates of the leads with events: the others get zero counts and no
-    last activity (`empty_event_features`)."""
-    rows = agg["rid"].to_numpy(dtype=np.int64)
+def _fill_aggregates(n: int, agg: dict[str, np.ndarray], spec: FeatureSpec) -> pd.DataFrame:
+    """One row per lead (0..n-1) from the aggregates of the leads with events (DuckDB's `fetchnumpy`, consumed
+    column by column): the others get zero counts and no last activity (`empty_event_features`)."""
+    rows = np.asarray(agg.pop("rid"), dtype=np.int64)
     columns = {}
     for name in spec.event_feature_names:
+        values = agg.pop(name)
         column = np.full(n, np.nan if name == "days_since_last_activity" else 0.0)
-        column[rows] = agg[name].to_numpy(dtype="float64", na_value=np.nan)
+        column[rows] = np.ma.filled(np.ma.asarray(values, dtype="float64"), np.nan)
         columns[name] = column
-    return pd.DataFrame(columns, index=range(n))
+    return pd.DataFrame(columns, index=range(n), copy=False)
 
 
 def event_features(
@@ -607,7 +608,7 @@ def event_features(
         con.execute("SET preserve_insertion_order = false")
         con.register("leads_tbl", leads_tbl)
         con.register("events_tbl", events_tbl)
-        agg = con.execute(query).df()
+        agg = con.execute(query).fetchnumpy()
         stats = event_stats(con.execute(stats_query).fetchone())
     finally:
         con.close()

@@ -274,8 +274,9 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
         auc = backtest["roc_auc"].dropna()
         capped = (f" (its latest {REPORT_MAX_FIT_ROWS:,} leads where there are more)"
                   if (backtest["n_train"] >= REPORT_MAX_FIT_ROWS).any() else "")
-        out += ["Rolling origin by month of as_of: each fold fits LightGBM (as in training) on every earlier month "
-                f"except the last{capped}, calibrates on that last month and tests on the next one.", "",
+        out += ["Rolling origin by month of as_of: each fold fits the run's own LightGBM (its parameters and tree "
+                f"count) on every earlier month except the last{capped}, calibrates on that last month and tests on "
+                "the next one.", "",
                 markdown_table(shown, {"n_train": "n", "n": "n", "positives": "n", "roc_auc": "roc_auc",
                                        "ece": "ece", "calibration_in_the_large": "calibration_in_the_large",
                                        "brier": "brier"}), ""]

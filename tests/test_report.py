@@ -146,13 +146,14 @@ def test_learning_curve_refits_the_runs_own_trees(report):
     assert (curve["n_trees"] == booster.num_trees()).all()
 
 
-def test_report_backtests_the_latest_months(report):
+def test_report_backtests_the_latest_months_with_the_runs_own_trees(report):
     from leadscore.training.report import BACKTEST_FOLDS
 
-    _, files = report
+    result, files = report
     folds = pd.read_csv(files["report_backtest"])
     assert 1 <= len(folds) <= BACKTEST_FOLDS
     assert (pd.to_datetime(folds["train_end"]) < pd.to_datetime(folds["test_start"])).all()
+    assert (folds["n_trees"] == result.bundle.model.booster.num_trees()).all()  # one fit of the run's trees
 
 
 def test_report_fits_are_capped_on_large_slices_and_reuse_the_runs_model():

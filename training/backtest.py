@@ -69,17 +69,21 @@ def _period_bounds(period: pd.Period) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M", min_train_periods: int = 3,
-                     max_folds: int | None = None, max_train_rows: int | None = None) -> pd.DataFrame:
+                     max_folds: int | None = None, max_train_rows: int | None = None,
+                     trees: tuple[dict[str, Any], int] | None = None) -> pd.DataFrame:
     """Rolling-origin backtest: fit on all periods before the last one before the test period, calibrate on that one.
 
     Fold k tests period k; LightGBM is fitted as in training (early stopping on the latest share, then a refit)
     on periods < k-1, and the calibration (`calibration_method`) on period k-1. One row per fold; `max_folds`
     keeps only the most recent folds, `max_train_rows` fits each fold on at most that many of its most recent
     training leads (a sliding window instead of all the past: the fold cost stays bounded on large exports).
-    `train_end` (latest training as_of) is always before `test_start`.
+    With `trees` (LightGBM parameters and a tree count, e.g. a run's own), each fold is one fit of those trees
+    instead of early stopping and a refit. `train_end` (latest training as_of) is always before `test_start`.
     """
+    from leadscore.training.crossfit import fit_lightgbm_rounds
     from leadscore.training.train import fit_lightgbm
 
+    cats = list(frame.spec.categorical_columns)
     if len(frame) == 0 or frame.as_of.isna().any():
         # Without dates there is no time order to roll over.
         return pd.DataFrame(columns=list(BACKTEST_COLUMNS))
@@ -103,7 +107,12 @@ def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M"
             train[latest] = True
         if np.unique(y[train]).size < 2 or not cal.any() or not test.any():
             continue  # nothing to learn from (or to test on) in this fold
-        booster, info = fit_lightgbm(frame, train, config)
+        if trees is not None:
+            fit_rows = np.flatnonzero(train)
+            booster = fit_lightgbm_rounds(X.iloc[fit_rows], y[fit_rows], trees[0], cats, trees[1])
+            info = {"n_trees": trees[1]}
+        else:
+            booster, info = fit_lightgbm(frame, train, config)
         calibrator = make_calibrator(calibration_method(config)).fit(
             booster.predict(X.iloc[np.flatnonzero(cal)], raw_score=True), y[cal])
         p = calibrator.predict(booster.predict(X.iloc[np.flatnonzero(test)], raw_score=True))
@@ -206,7 +215,8 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
 
     config = result.config
     frame, split = result.frame, result.split
-    n_trees = int(n_trees or result.params.get("n_trees") or result.bundle.booster.num_trees())
+    params, run_n_trees = run_trees(result)
+    n_trees = int(n_trees or run_n_trees)
     X = frame.X
     y = frame.y
     order = time_order(split.train, frame.as_of, config.seed)
@@ -216,8 +226,6 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
         n_cal = max(1, int(round(0.15 * len(order))))
         cal_idx, order = order[-n_cal:], order[:-n_cal]
     cats = list(frame.spec.categorical_columns)
-    # The same parameters as the run's trees (a small-data preset scales with the training slice's size).
-    params = _tree_params(result, int(np.asarray(split.train).sum()))
     run_is_full_point = bool(np.asarray(split.calibration).any()) and result.params.get("learner") == "lightgbm"
     if max_fit_rows is not None and len(order) > max_fit_rows:
         # A large slice: the same shape of curve over at most `max_fit_rows` leads, then the run's own model.
@@ -241,6 +249,12 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
                      "n_trees": n_trees, "roc_auc": float(roc_auc_score(y[test_idx], p)),
                      "log_loss": float(log_loss(y[test_idx], np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))})
     return pd.DataFrame(rows, columns=["fraction", "n_train", "positives", "n_trees", "roc_auc", "log_loss"])
+
+
+def run_trees(result: TrainResult) -> tuple[dict[str, Any], int]:
+    """The run's own LightGBM as (parameters, tree count): what the learning curve and the backtest refit."""
+    n_trees = int(result.params.get("n_trees") or result.bundle.booster.num_trees())
+    return _tree_params(result, int(np.asarray(result.split.train).sum())), n_trees
 
 
 def _tree_params(result: TrainResult, n_rows: int) -> dict[str, Any]:

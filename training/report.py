@@ -18,7 +18,7 @@ import pandas as pd
 from leadscore.models.explain import margin_contributions
 from leadscore.models.metrics import BOOTSTRAP_DRAWS, bootstrap_metrics
 from leadscore.training.backtest import learning_curve as compute_learning_curve
-from leadscore.training.backtest import rolling_backtest, segment_metrics
+from leadscore.training.backtest import rolling_backtest, run_trees, segment_metrics
 from leadscore.training.evaluate import band_table, baseline_probabilities
 
 if TYPE_CHECKING:
@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_COLUMNS = ("lead_source", "industry", "country", "channel", "origin")
 SHAP_MAX_ROWS = 2000
-# The report backtests the most recent months only: each fold is two LightGBM fits, and the latest months are
-# the ones a reader compares with the test slice (rolling_backtest itself takes any number).
+# The report backtests the most recent months only, each fold one fit of the run's own trees: the latest months
+# are the ones a reader compares with the test slice (rolling_backtest itself takes any number).
 BACKTEST_FOLDS = 6
 # On large exports the report's extra fits use at most this many training leads each: backtest folds train on
 # their latest ones, and the learning curve stops fitting there (its last point is the run's own model).
@@ -107,7 +107,7 @@ def report_data(result: TrainResult, *, segment_columns: Sequence[str] | None = 
     if backtest and test.as_of.notna().all() and result.frame.as_of.notna().all():
         announce("report: rolling backtest (monthly folds)")
         folds = rolling_backtest(result.frame, result.config, max_folds=BACKTEST_FOLDS,
-                                 max_train_rows=REPORT_MAX_FIT_ROWS)
+                                 max_train_rows=REPORT_MAX_FIT_ROWS, trees=run_trees(result))
         lap("backtest")
 
     segments = segment_metrics(result.test_scores, test, default_segment_columns(result, segment_columns))
