@@ -660,7 +660,7 @@ def prepare_leads(leads: pd.DataFrame, spec: FeatureSpec, as_of, *, source: str
         stamps = ok[AS_OF]  # parsed by type_leads; unreadable cells are already rejects
     else:
         stamps = resolve_as_of(ok, spec, as_of, source=source)
-    stamps = pd.Series(stamps.to_numpy(), index=ok.index)
+    stamps = pd.Series(stamps.array, index=ok.index)  # positions, not labels (no Timestamp object per cell)
     stats = dict(typed.stats)
     reasons = pd.Series(pd.NA, index=ok.index, dtype="object")
     reasons[stamps.isna()] = f"column {AS_OF!r}: missing date/time"

@@ -88,10 +88,10 @@ class Predictor:
         frame, ok, rejects = self._frame(leads, events, as_of, source=source, events_source=events_source,
                                          dedupe_events=dedupe_events, event_store=event_store)
         scores = self.scorer.score_frame(frame, reasons=reasons)
-        scores.insert(1, AS_OF, frame.as_of.to_numpy())
+        scores.insert(1, AS_OF, frame.as_of.array)  # the array as it is: no Timestamp object per cell
         for col in keep_columns:
             if col in ok.columns and col not in scores.columns:
-                scores[col] = ok[col].to_numpy()
+                scores[col] = ok[col].array
         return Scored(scores, rejects, {**frame.stats, "scored_rows": len(scores), "rejected_rows": len(rejects)},
                       frame.features)
 
