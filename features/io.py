@@ -594,6 +594,7 @@ def strip_text(values: pd.Series) -> pd.Series:
             return text
     return text.str.strip()
 
+
 def parse_timestamps(values: pd.Series, *, source: str, column: str, allow_missing: bool = True) -> pd.Series:
     """Parse a column to UTC timestamps (naive values are read as UTC). One-line DataError on failure."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
