@@ -581,10 +581,14 @@ def _arrow_iso_timestamps(text: pd.Series) -> pd.Series | None:
     return None
 
 
+STRIP_CHECK_ROWS = 1 << 22
+
+
 def strip_text(values: pd.Series) -> pd.Series:
-    """Text without surrounding blanks; a column with none to strip is kept as it is (no copy of a large log)."""
+    """Text without surrounding blanks. A long column (`STRIP_CHECK_ROWS` or more) with none to strip is kept as it
+    is: the check costs about three times the strip, and saves a copy of a large log; shorter ones are stripped."""
     text = values.astype("string")
-    if isinstance(text.array, pd.arrays.ArrowStringArray):
+    if len(text) >= STRIP_CHECK_ROWS and isinstance(text.array, pd.arrays.ArrowStringArray):
         import pyarrow as pa
         import pyarrow.compute as pc
 

@@ -234,3 +234,14 @@ def test_csv_writer_keeps_text_numbers_and_neutralises_formulas(tmp_path):
         assert pd.isna(back["id"].iloc[5])
         np.testing.assert_array_equal(back["p"].to_numpy(), frame["p"].to_numpy())
         assert back["n"].tolist() == list(range(6))
+
+
+@pytest.mark.parametrize("check_rows", [0, 10**9])  # the checked path (long columns) and the plain strip
+def test_strip_text_removes_what_str_strip_removes(check_rows, monkeypatch):
+    from leadscore.features import io as tabular
+
+    monkeypatch.setattr(tabular, "STRIP_CHECK_ROWS", check_rows)
+    for values in (["a", "b"], ["a ", "b"], ["a\xa0", "b"], ["\u3000a", "b"], ["a\x1f", "b"], [" a", None],
+                   ["a", "b\u2028"], ["\tx", ""]):
+        series = pd.Series(values, dtype="str")
+        assert tabular.strip_text(series).tolist() == series.astype("string").str.strip().tolist(), values
