@@ -482,6 +482,38 @@ class EventStore:
         self.con.execute("CREATE TABLE events (lead_id VARCHAR, ts TIMESTAMP, type VARCHAR)")
         self.rows = 0
         self.table = "events"
+        self.dedupe = False
+        self.parts = False  # `map_leads` was called: the log is clustered by the lead chunk of its events
+        self.clustered = False
+
+    def map_leads(self, part: int, lead_ids: pd.Series) -> None:
+        """Say which chunk (`part`) of the lead list these ids come from, before the lead chunks are scored: the
+        log is then clustered by chunk once (`cluster`), and each chunk reads only its own events instead of
+        scanning the whole log (which made a long list quadratic). Ids as `type_leads` gives them (stripped)."""
+        import pyarrow as pa
+
+        ids = lead_ids.dropna()
+        if not self.parts:
+            self.con.execute("CREATE TABLE lead_parts (lead_id VARCHAR, part INTEGER)")
+            self.parts = True
+        if not len(ids):
+            return
+        self.con.register("incoming_ids", pa.table({"lead_id": _arrow_text(ids.astype(str))}))
+        try:
+            self.con.execute(f"INSERT INTO lead_parts SELECT DISTINCT lead_id, {int(part)} FROM incoming_ids")
+        finally:
+            self.con.unregister("incoming_ids")
+
+    def cluster(self) -> None:
+        """Keep the events of mapped leads only, tagged with their chunk and sorted by it (one join and one sort
+        of the log, out of core), so a chunk's events are a range of row groups."""
+        if not self.parts or self.clustered:
+            return
+        self.con.execute("CREATE TABLE events_by_part AS SELECT p.part, e.lead_id, e.ts, e.type "
+                         "FROM events e JOIN lead_parts p ON e.lead_id = p.lead_id ORDER BY p.part")
+        self.con.execute("DROP TABLE events")
+        self.con.execute("CHECKPOINT")
+        self.clustered = True
 
     def add(self, typed: pd.DataFrame) -> None:
         """Append typed events (`type_events`)."""
@@ -499,12 +531,17 @@ class EventStore:
 
     def deduplicate(self) -> None:
         """Count each (lead, time, type) once from now on."""
+        if self.parts:  # each chunk's events are deduplicated as they are read (the same rows counted once)
+            self.dedupe = True
+            return
         self.con.execute("CREATE TABLE events_unique AS SELECT DISTINCT lead_id, ts, type FROM events")
         self.table = "events_unique"
 
-    def features(self, lead_ids: pd.Series, as_of: pd.Series) -> tuple[pd.DataFrame, dict[str, int]]:
+    def features(self, lead_ids: pd.Series, as_of: pd.Series, part: int | None = None
+                 ) -> tuple[pd.DataFrame, dict[str, int]]:
         """Event features of these leads (same order) as of their as_of, the counters, and their duplicate
-        event rows (`duplicate_events`, counted on the log as given)."""
+        event rows (`duplicate_events`, counted on the log as given). `part`: the chunk these leads were mapped
+        under (`map_leads`), whose events are read alone; every id must have been mapped under it."""
         spec = self.spec
         n = len(lead_ids)
         base = empty_event_features(spec, n)
@@ -518,10 +555,27 @@ class EventStore:
         try:
             # One scan of the whole log per chunk: its leads' events first (as given, and as counted), then the
             # aggregates, the counters and the duplicates from those.
-            self.con.execute("CREATE OR REPLACE TEMP TABLE chunk_log AS SELECT * FROM events "
-                             "WHERE lead_id IN (SELECT lead_id FROM chunk_leads)")
+            if part is not None and self.parts:
+                self.cluster()
+                missing = self.con.execute(
+                    f"SELECT count(*) FROM chunk_leads WHERE lead_id NOT IN "
+                    f"(SELECT lead_id FROM lead_parts WHERE part = {int(part)})").fetchall()[0][0]
+                if missing:  # the list was read differently the second time: an invariant, not an input problem
+                    raise RuntimeError(f"{missing} lead(s) of chunk {part} were not mapped to it")
+                self.con.execute("CREATE OR REPLACE TEMP TABLE chunk_log AS SELECT lead_id, ts, type "
+                                 f"FROM events_by_part WHERE part = {int(part)} "
+                                 "AND lead_id IN (SELECT lead_id FROM chunk_leads)")
+            else:
+                if self.clustered:
+                    raise RuntimeError("the event log is clustered by chunk: give the chunk (part)")
+                self.con.execute("CREATE OR REPLACE TEMP TABLE chunk_log AS SELECT * FROM events "
+                                 "WHERE lead_id IN (SELECT lead_id FROM chunk_leads)")
             source = "chunk_log"
-            if self.table != "events":
+            if self.dedupe:
+                self.con.execute("CREATE OR REPLACE TEMP TABLE chunk_events AS "
+                                 "SELECT DISTINCT lead_id, ts, type FROM chunk_log")
+                source = "chunk_events"
+            elif self.table != "events":
                 self.con.execute(f"CREATE OR REPLACE TEMP TABLE chunk_events AS SELECT * FROM {self.table} "
                                  "WHERE lead_id IN (SELECT lead_id FROM chunk_leads)")
                 source = "chunk_events"
@@ -699,6 +753,7 @@ def build_lead_frame(
     extra_columns: Sequence[str] = (),
     stats: dict | None = None,
     event_store: EventStore | None = None,
+    event_part: int | None = None,
 ) -> LeadFrame:
     """Join typed lead columns with point-in-time event features into a LeadFrame (one row per lead).
 
@@ -707,7 +762,7 @@ def build_lead_frame(
     typed_leads = typed_leads.reset_index(drop=True)
     as_of = pd.Series(as_of).reset_index(drop=True)
     if event_store is not None and spec.has_events:
-        ev, ev_stats = event_store.features(typed_leads[spec.id_column], as_of)
+        ev, ev_stats = event_store.features(typed_leads[spec.id_column], as_of, part=event_part)
     else:
         ev, ev_stats = event_features(typed_leads[spec.id_column], as_of, events, spec)
     parts = [

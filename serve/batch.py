@@ -87,6 +87,7 @@ def score_file(
     leads = iter_table(leads_path, what="leads", rows=chunk_size)
     events = iter_table(events_path, what="events", rows=250_000) if events_path is not None else None
     return score_chunks(predictor, leads, out_path, events=events, as_of=as_of, reasons=reasons,
+                        lead_ids=lambda: iter_table(leads_path, what="leads", rows=chunk_size),
                         explain_top=explain_top, keep_columns=keep_columns, progress=progress,
                         sources={"leads": str(leads_path), "events": str(events_path)}, strict=strict,
                         dedupe_events=dedupe_events, threads=threads)
@@ -114,7 +115,9 @@ def score_frames(
     check_writable(out_path, rejects_path(Path(out_path)))
     sources = {"leads": "leads", "events": "events", **(sources or {})}
     require_columns(leads, [predictor.spec.id_column], source=sources["leads"], what="id")
-    return score_chunks(predictor, chunk_frame(leads.reset_index(drop=True), chunk_size), out_path,
+    leads = leads.reset_index(drop=True)
+    return score_chunks(predictor, chunk_frame(leads, chunk_size), out_path,
+                        lead_ids=lambda: chunk_frame(leads[[predictor.spec.id_column]], chunk_size),
                         events=None if events is None else chunk_frame(events.reset_index(drop=True), 1_000_000),
                         as_of=as_of, reasons=reasons, explain_top=explain_top, keep_columns=keep_columns,
                         progress=progress, sources=sources, strict=strict, dedupe_events=dedupe_events,
@@ -166,6 +169,7 @@ def score_chunks(
     dedupe_events: bool = False,
     threads: int = 0,
     memory_limit: str = "256MB",
+    lead_ids: Callable[[], Iterable[Chunk]] | None = None,
 ) -> BatchResult:
     """Score a lead list given as chunks (and its event log as chunks) into a file; rejects go beside it.
 
@@ -178,6 +182,8 @@ def score_chunks(
     `explain_top`: reasons only for the K highest-scored leads of the whole list (ties in input order), the other
     rows keep the reason columns empty: the list is scored without reasons, the running top K explained as it
     goes, and the staged scores are rewritten once at the end with the final K's reasons.
+    `lead_ids`: the same chunks again (a fresh iterator, read first for their id column): each lead chunk then
+    reads only its own events from the log, clustered by chunk once, instead of scanning the whole log.
     """
     out_path = Path(out_path)
     mode = reason_mode(reasons)
@@ -203,6 +209,13 @@ def score_chunks(
     try:
         if events is not None:
             store = EventStore(spec, n_threads=threads or None, memory_limit=memory_limit)
+            if lead_ids is not None and spec.has_events:
+                for part, chunk in enumerate(lead_ids()):
+                    if id_col in chunk.frame.columns:
+                        store.map_leads(part, chunk.frame[id_col].astype("string").str.strip())
+                    if progress is not None:
+                        progress(chunk.first_row + len(chunk.frame),
+                                 _estimate(chunk.first_row + len(chunk.frame), chunk.fraction), what="reading lead ids")
             for chunk in events:
                 frame = chunk.frame
                 bad = malformed_rows(frame)
@@ -220,7 +233,7 @@ def score_chunks(
                 store.deduplicate()
         seen = _SeenIds(store.con if store is not None else _scratch())
         first = True
-        for chunk in leads:
+        for part, chunk in enumerate(leads):
             frame = chunk.frame.reset_index(drop=True)
             offset = chunk.first_row
             if first:
@@ -249,7 +262,8 @@ def score_chunks(
             kept.attrs.pop(MALFORMED, None)
             result = predictor.score_detailed(kept, None, as_of, reasons=mode if top is None else "none",
                                               keep_columns=keep_columns, source=sources["leads"],
-                                              events_source=sources["events"], event_store=store)
+                                              events_source=sources["events"], event_store=store,
+                                              event_part=part if store is not None and store.parts else None)
             if top is not None:
                 result = top.add(result, first_row=scored)
             writer.write(result.scores)

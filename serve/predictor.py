@@ -47,10 +47,13 @@ class Predictor:
         return self.bundle.spec
 
     def _frame(self, leads: pd.DataFrame, events: pd.DataFrame | None, as_of, *, source: str, events_source: str,
-               dedupe_events: bool = False, event_store=None) -> tuple[LeadFrame, pd.DataFrame, pd.DataFrame]:
+               dedupe_events: bool = False, event_store=None, event_part: int | None = None
+               ) -> tuple[LeadFrame, pd.DataFrame, pd.DataFrame]:
         ok, stamps, rejects, stats = prepare_leads(leads, self.spec, as_of, source=source)
         if event_store is not None:  # a log loaded (and deduplicated) once for a whole streamed list
-            return build_lead_frame(ok, None, self.spec, stamps, stats=stats, event_store=event_store), ok, rejects
+            frame = build_lead_frame(ok, None, self.spec, stamps, stats=stats, event_store=event_store,
+                                     event_part=event_part)
+            return frame, ok, rejects
         typed_events = None
         if self.spec.has_events and events is not None:
             typed_events = type_events(events, self.spec, source=events_source)
@@ -79,14 +82,17 @@ class Predictor:
         events_source: str = "events",
         dedupe_events: bool = False,
         event_store=None,
+        event_part: int | None = None,
     ) -> Scored:
         """Score leads; rows that cannot be scored come back in `rejects` with a reason (nothing is lost).
 
         `as_of`: one time for every lead; without it, the leads' `as_of` column, else now (UTC).
         `dedupe_events`: drop repeated event rows (same lead, time and type) instead of counting them twice.
+        `event_store`, `event_part`: the events from a log kept on disk (`EventStore`), for the leads' chunk.
         """
         frame, ok, rejects = self._frame(leads, events, as_of, source=source, events_source=events_source,
-                                         dedupe_events=dedupe_events, event_store=event_store)
+                                         dedupe_events=dedupe_events, event_store=event_store,
+                                         event_part=event_part)
         scores = self.scorer.score_frame(frame, reasons=reasons)
         scores.insert(1, AS_OF, frame.as_of.array)  # the array as it is: no Timestamp object per cell
         for col in keep_columns:

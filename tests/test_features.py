@@ -259,3 +259,46 @@ def test_event_stores_of_killed_runs_are_removed_and_live_ones_kept(tmp_path, mo
     finally:
         store.close()
     assert not Path(store.folder).exists() and live.exists()
+
+
+@pytest.mark.parametrize("dedupe", [False, True])
+def test_event_store_clustered_by_chunk_gives_the_features_of_the_whole_log(small_world, trained, dedupe):
+    """Mapped to their chunks, leads read only their own events: the same features and counters as the log in
+    memory, with duplicate ids across chunks, leads without events and repeated event rows."""
+    from leadscore.features.build import EventStore, event_features
+
+    spec = trained.bundle.spec
+    leads = small_world.leads.head(900).reset_index(drop=True)
+    ids = leads["lead_id"].astype("string")
+    ids.iloc[700] = ids.iloc[10]  # the same id in two chunks
+    events = type_events(small_world.events, spec, source="events")
+    events = pd.concat([events, events.iloc[:500]], ignore_index=True)  # repeated rows
+    as_of = pd.Series(pd.Timestamp("2025-06-01", tz="UTC"), index=range(len(leads))).astype("datetime64[us, UTC]")
+    chunks = [slice(0, 300), slice(300, 600), slice(600, 900)]
+    store = EventStore(spec, memory_limit="64MB")
+    try:
+        for part, rows in enumerate(chunks):
+            store.map_leads(part, ids.iloc[rows])
+        for start in range(0, len(events), 20_000):
+            store.add(events.iloc[start:start + 20_000])
+        if dedupe:
+            store.deduplicate()
+        for part, rows in enumerate(chunks):
+            chunk_ids = ids.iloc[rows].reset_index(drop=True)
+            chunk_as_of = as_of.iloc[rows].reset_index(drop=True)
+            got, got_stats = store.features(chunk_ids, chunk_as_of, part=part)
+            mine = chunk_ids.astype(str)
+            log = events[events["lead_id"].isin(mine)]
+            if dedupe:
+                log = log.drop_duplicates(["lead_id", "ts", "type"])
+            want, want_stats = event_features(chunk_ids, chunk_as_of, log, spec)
+            pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+            for key, value in want_stats.items():
+                assert got_stats[key] == value, key
+            dupes = int(events[events["lead_id"].isin(mine)].duplicated(["lead_id", "ts", "type"]).sum())
+            assert got_stats.get("duplicate_events", 0) == dupes
+        assert got_stats["events_used"] > 0
+        with pytest.raises(RuntimeError, match="not mapped"):
+            store.features(ids.iloc[:300].reset_index(drop=True), as_of.iloc[:300].reset_index(drop=True), part=1)
+    finally:
+        store.close()
