@@ -480,6 +480,7 @@ class EventStore:
         self.con.execute(f"SET temp_directory = '{os.path.join(self.folder, 'spill')}'")
         self.con.execute("SET preserve_insertion_order = false")
         self.con.execute("CREATE TABLE events (lead_id VARCHAR, ts TIMESTAMP, type VARCHAR)")
+        self.con.execute("CREATE TABLE events_none (lead_id VARCHAR, ts TIMESTAMP, type VARCHAR)")
         self.rows = 0
         self.table = "events"
         self.dedupe = False
@@ -505,15 +506,30 @@ class EventStore:
             self.con.unregister("incoming_ids")
 
     def cluster(self) -> None:
-        """Keep the events of mapped leads only, tagged with their chunk and sorted by it (one join and one sort
-        of the log, out of core), so a chunk's events are a range of row groups."""
+        """Keep the events of mapped leads only, written as Parquet files partitioned by their chunk (one join and
+        one partitioned write of the log, out of core, half the time of sorting it), so a chunk reads its own
+        files alone."""
         if not self.parts or self.clustered:
             return
-        self.con.execute("CREATE TABLE events_by_part AS SELECT p.part, e.lead_id, e.ts, e.type "
-                         "FROM events e JOIN lead_parts p ON e.lead_id = p.lead_id ORDER BY p.part")
+        import os
+
+        self.by_part = os.path.join(self.folder, "by_part")
+        self.con.execute("COPY (SELECT p.part, e.lead_id, e.ts, e.type FROM events e JOIN lead_parts p "
+                         f"ON e.lead_id = p.lead_id) TO {_sql_literal(self.by_part)} "
+                         "(FORMAT parquet, PARTITION_BY (part))")
         self.con.execute("DROP TABLE events")
         self.con.execute("CHECKPOINT")
         self.clustered = True
+
+    def _part_source(self, part: int) -> str:
+        """The FROM source of one chunk's events (`cluster`): its Parquet files, or an empty log without any."""
+        import glob
+        import os
+
+        files = sorted(glob.glob(os.path.join(glob.escape(self.by_part), f"part={int(part)}", "*.parquet")))
+        if not files:
+            return "(SELECT lead_id, ts, type FROM events_none)"
+        return f"read_parquet([{', '.join(_sql_literal(f) for f in files)}])"
 
     def add(self, typed: pd.DataFrame) -> None:
         """Append typed events (`type_events`)."""
@@ -563,8 +579,8 @@ class EventStore:
                 if missing:  # the list was read differently the second time: an invariant, not an input problem
                     raise RuntimeError(f"{missing} lead(s) of chunk {part} were not mapped to it")
                 self.con.execute("CREATE OR REPLACE TEMP TABLE chunk_log AS SELECT lead_id, ts, type "
-                                 f"FROM events_by_part WHERE part = {int(part)} "
-                                 "AND lead_id IN (SELECT lead_id FROM chunk_leads)")
+                                 f"FROM {self._part_source(part)} "
+                                 "WHERE lead_id IN (SELECT lead_id FROM chunk_leads)")
             else:
                 if self.clustered:
                     raise RuntimeError("the event log is clustered by chunk: give the chunk (part)")

@@ -155,10 +155,16 @@ def _blank_after_break(data: np.ndarray, delimiter: str) -> bool:
     return bool(((before == ord(delimiter)) | (before == 10) | (before == 13)).any())
 
 
-def _field_counts_bytes(data: np.ndarray, delimiter: str, block: int = 1 << 24, *, plain: bool = False
-                        ) -> np.ndarray | None:
-    """`_field_counts` of unquoted CSV bytes, in blocks of ~16 MB cut after a line break (bounded scratch). With
-    `plain`, None as soon as a blank follows a delimiter or a line break (see `_plain_csv`)."""
+def _any_blank_after_break(data: np.ndarray, delimiter: str, block: int = 1 << 24) -> bool:
+    """`_blank_after_break` over bytes of any length, in blocks of 16 MB (bounded scratch)."""
+    for start in range(0, len(data), block):
+        if _blank_after_break(data[max(start - 1, 0):start + block], delimiter):
+            return True
+    return False
+
+
+def _field_counts_bytes(data: np.ndarray, delimiter: str, block: int = 1 << 24) -> np.ndarray:
+    """`_field_counts` of unquoted CSV bytes, in blocks of ~16 MB cut after a line break (bounded scratch)."""
     parts, start, n = [], 0, len(data)
     newline = np.uint8(10)
     while start < n:
@@ -170,8 +176,6 @@ def _field_counts_bytes(data: np.ndarray, delimiter: str, block: int = 1 << 24, 
             else:
                 later = np.flatnonzero(data[end:] == newline)
                 end = end + int(later[0]) + 1 if len(later) else n
-        if plain and _blank_after_break(data[max(start - 1, 0):end], delimiter):
-            return None
         parts.append(_count_fields_block(data[start:end], ord(delimiter)))
         start = end
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
@@ -203,8 +207,9 @@ def _plain_csv(data: bytes, start: int = 0):
         names = header.split(delimiter)
     if len(set(names)) != len(names) or any(not n.strip() for n in names):
         return None
-    counts = _field_counts_bytes(np.frombuffer(data, dtype=np.uint8)[end:], delimiter, plain=True)
-    if counts is None or not len(counts) or (counts != len(names)).any():
+    # A row with another field count than the header stops Arrow's parser (ArrowInvalid below), so the rows need
+    # no count of their own here; blank lines are skipped by both readers.
+    if _any_blank_after_break(np.frombuffer(data, dtype=np.uint8)[end:], delimiter):
         return None
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -221,7 +226,7 @@ def _plain_csv(data: bytes, start: int = 0):
                                            use_threads=threads() > 1))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    return table
+    return table if table.num_rows else None  # a header alone: the decoding reader's message
 
 
 def _table_frame(table) -> pd.DataFrame:

@@ -95,6 +95,18 @@ def format_values(values) -> np.ndarray:
     return shown[np.where(codes < 0, len(uniques), codes)]
 
 
+def _cells(values: pd.DataFrame | np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Per row i the cell (i, columns[i]) of `values` as an object, the same object a whole-matrix
+    `to_numpy(dtype=object)` holds there; a frame's columns are gathered one at a time (no object matrix)."""
+    if not isinstance(values, pd.DataFrame):
+        return np.asarray(values, dtype=object)[np.arange(len(columns)), columns]
+    out = np.empty(len(columns), dtype=object)
+    for col in np.unique(columns):
+        rows = np.flatnonzero(columns == col)
+        out[rows] = values.iloc[rows, int(col)].to_numpy(dtype=object)
+    return out
+
+
 def shown_value(value):
     """A readable feature value as a reason shows it: None for any kind of missing."""
     if value is None or value is pd.NA or (isinstance(value, float | np.floating) and np.isnan(value)):
@@ -193,7 +205,8 @@ class ModelScorer:
         """The top reasons of each row as columns: per reason its business field, the field's leading feature and
         value, the field's contribution (the sum of its features') and the sentence with the points.
 
-        `values`: the readable feature values (rows x features, object), `contributions` in probability."""
+        `values`: the readable feature values, a frame (columns in the spec's feature order) or an object matrix
+        (rows x features); only the cells a reason shows are read. `contributions` in probability."""
         wording = self.wording
         contributions = np.asarray(contributions, dtype="float64")
         grouped = wording.grouped(contributions)
@@ -206,7 +219,7 @@ class ModelScorer:
         for j in range(k):
             field = order[:, j]
             lead = wording.leading(contributions, field)
-            shown = values[rows, lead]
+            shown = _cells(values, lead)
             amount = grouped[rows, field]
             points = np.char.mod("%+.1f", amount * 100).astype(object)
             cols[f"reason_{j + 1}_field"] = fields[field]
@@ -217,7 +230,7 @@ class ModelScorer:
         return cols
 
     def _reasons(self, features: pd.DataFrame, contrib: pd.DataFrame) -> pd.DataFrame:
-        values = features.reset_index(drop=True)[list(self.wording.feature_names)].to_numpy(dtype=object)
+        values = features.reset_index(drop=True)[list(self.wording.feature_names)]
         return pd.DataFrame(self.reason_table(values, contrib.to_numpy()))
 
     def score_frame(self, frame: LeadFrame, *, reasons: bool = True) -> pd.DataFrame:
