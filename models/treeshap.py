@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_PATH_FEATURES = 18  # 2^18 patterns x 18 values is 37 MB for one leaf
 MAX_TABLE_VALUES = 64 * 1024 * 1024  # 512 MB of float64 over all leaves
+MAX_CATEGORY = 1 << 20  # a categorical split's categories are looked up in a dense table of this many at most
 MAX_TREE_SPLITS = 10  # a tree this small gets one table over all its decision vectors (1,024 rows at most)
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold: the float literal 1e-35f, as a double
 
@@ -52,7 +53,7 @@ class TreeShapTables:
     node_missing: np.ndarray  # int8: 0 none, 1 zero, 2 nan
     node_cat_start: np.ndarray  # int64 into cat_values (categorical nodes)
     node_cat_end: np.ndarray
-    cat_values: np.ndarray  # int64, sorted per node
+    cat_values: np.ndarray  # uint8 per node and category 0..(end - start - 1): 1 when it goes left
     tree_node_start: np.ndarray  # int64 (n_trees + 1): the trees' first split node
     tree_leaf_start: np.ndarray  # int64 (n_trees + 1): the trees' first leaf
     # leaves of all trees
@@ -152,11 +153,19 @@ class TreeShapTables:
                 nodes["default_left"].append(bool(node.get("default_left", False)))
                 if kind == "==":
                     values = sorted(int(v) for v in str(node["threshold"]).split("||") if v != "")
+                    if values and (values[0] < 0 or values[-1] >= MAX_CATEGORY):
+                        raise Unsupported(f"a categorical split on category {values[-1]:,}")
+                    # A dense membership table: category c goes left when cats[start + c] is 1 (c < end - start).
+                    dense = [0] * ((values[-1] + 1) if values else 0)
+                    for v in values:
+                        dense[v] = 1
                     nodes["categorical"].append(True)
                     nodes["threshold"].append(0.0)
                     nodes["cat_start"].append(len(cats))
-                    cats.extend(values)
+                    cats.extend(dense)
                     nodes["cat_end"].append(len(cats))
+                    if len(cats) > MAX_TABLE_VALUES:
+                        raise Unsupported("categorical splits over too many categories")
                 elif kind == "<=":
                     nodes["categorical"].append(False)
                     nodes["threshold"].append(float(node["threshold"]))
@@ -218,7 +227,7 @@ class TreeShapTables:
             node_missing=np.asarray(nodes["missing"], dtype=np.int8),
             node_cat_start=np.asarray(nodes["cat_start"], dtype=i64),
             node_cat_end=np.asarray(nodes["cat_end"], dtype=i64),
-            cat_values=np.asarray(cats, dtype=i64),
+            cat_values=np.asarray(cats, dtype=np.uint8),
             tree_node_start=np.asarray(tree_node_start, dtype=i64),
             tree_leaf_start=np.asarray(tree_leaf_start, dtype=i64),
             leaf_path_start=np.asarray(leaf_path_start, dtype=i64),

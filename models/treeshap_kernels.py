@@ -88,15 +88,11 @@ def fill_tree_tables(small, tree_node_start, tree_leaf_start, feature_start, tre
 def goes_left(x, node, node_threshold, node_categorical, node_default_left, node_missing, node_cat_start,
               node_cat_end, cat_values, zero):  # pragma: no cover - compiled
     if node_categorical[node]:
-        if np.isnan(x):
+        # int(x) truncates toward zero: categories 0.. are the values above -1 (NaN compares false)
+        start = node_cat_start[node]
+        if not (x > -1.0 and x < node_cat_end[node] - start):
             return False
-        iv = int(x)
-        if iv < 0:
-            return False
-        for c in range(node_cat_start[node], node_cat_end[node]):
-            if cat_values[c] == iv:
-                return True
-        return False
+        return cat_values[start + int(x)] != 0
     missing = node_missing[node]
     if np.isnan(x) and missing != 2:
         x = 0.0
@@ -126,9 +122,11 @@ def block_decisions(Xb, count, first_node, m, node_feature, node_threshold, node
         f = node_feature[node]
         bit = np.uint64(1) << np.uint64(k)
         if node_categorical[node]:
+            start = node_cat_start[node]
+            size = node_cat_end[node] - start
             for i in range(count):
-                if goes_left(Xb[f, i], node, node_threshold, node_categorical, node_default_left,
-                             node_missing, node_cat_start, node_cat_end, cat_values, zero):
+                x = Xb[f, i]
+                if x > -1.0 and x < size and cat_values[start + int(x)] != 0:
                     decisions[i] |= bit
             continue
         thr = node_threshold[node]

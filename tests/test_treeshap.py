@@ -30,6 +30,8 @@ def _probe(X: np.ndarray) -> np.ndarray:
     P[60:80, 1] = 1e-40  # |x| <= 1e-35 counts as zero
     P[80:100, 4] = np.inf
     P[100:120, :] = np.nan
+    P[120:140, 0] = -0.5  # truncated to category 0, as LightGBM casts
+    P[140:160, 0] = 1e12  # far beyond every category: right
     return P
 
 
