@@ -441,6 +441,10 @@ def event_stats(row: Sequence) -> dict[str, int]:
 
 
 _STORE_PREFIX = "leadscore-events-"
+# Up to this many leads an EventStore clusters its log by Parquet partitions, beyond it by a sort: measured here
+# with the store's 256 MB, a 10M-lead list (147M events) runs DuckDB's partitioned writer out of memory
+# (`benchmarks/score_scale.py --n-leads 10000000`), a 1M-lead list does not and takes half the sort's time.
+PARTITIONED_CLUSTER_LEADS = 2_000_000
 
 
 def remove_stale_stores(folder: str) -> int:
@@ -486,6 +490,8 @@ class EventStore:
         self.dedupe = False
         self.parts = False  # `map_leads` was called: the log is clustered by the lead chunk of its events
         self.clustered = False
+        self.mapped = 0  # lead ids mapped to chunks
+        self.by_part: str | None = None  # the folder of the log partitioned by chunk (`cluster`)
 
     def map_leads(self, part: int, lead_ids: pd.Series) -> None:
         """Say which chunk (`part`) of the lead list these ids come from, before the lead chunks are scored: the
@@ -502,30 +508,44 @@ class EventStore:
         self.con.register("incoming_ids", pa.table({"lead_id": _arrow_text(ids.astype(str))}))
         try:
             self.con.execute(f"INSERT INTO lead_parts SELECT DISTINCT lead_id, {int(part)} FROM incoming_ids")
+            self.mapped += len(ids)
         finally:
             self.con.unregister("incoming_ids")
 
     def cluster(self) -> None:
-        """Keep the events of mapped leads only, written as Parquet files partitioned by their chunk (one join and
-        one partitioned write of the log, out of core, half the time of sorting it), so a chunk reads its own
-        files alone."""
+        """Keep the events of mapped leads only, grouped by their chunk, so a chunk reads its own events alone: for
+        lists up to `PARTITIONED_CLUSTER_LEADS` leads as Parquet files partitioned by chunk (one join and one
+        partitioned write, half the time of a sort), for longer lists (whose join the partitioned writer cannot
+        spill within the store's memory) as a table sorted by chunk (one join and one sort, out of core)."""
         if not self.parts or self.clustered:
             return
         import os
+        import shutil
 
-        self.by_part = os.path.join(self.folder, "by_part")
-        self.con.execute("COPY (SELECT p.part, e.lead_id, e.ts, e.type FROM events e JOIN lead_parts p "
-                         f"ON e.lead_id = p.lead_id) TO {_sql_literal(self.by_part)} "
-                         "(FORMAT parquet, PARTITION_BY (part))")
+        import duckdb
+
+        join = "SELECT p.part, e.lead_id, e.ts, e.type FROM events e JOIN lead_parts p ON e.lead_id = p.lead_id"
+        if self.mapped <= PARTITIONED_CLUSTER_LEADS:
+            self.by_part = os.path.join(self.folder, "by_part")
+            try:
+                self.con.execute(f"COPY ({join}) TO {_sql_literal(self.by_part)} (FORMAT parquet, PARTITION_BY (part))")
+            except duckdb.OutOfMemoryException:
+                shutil.rmtree(self.by_part, ignore_errors=True)
+                self.by_part = None
+        if self.by_part is None:
+            self.con.execute(f"CREATE TABLE events_by_part AS {join} ORDER BY p.part")
         self.con.execute("DROP TABLE events")
         self.con.execute("CHECKPOINT")
         self.clustered = True
 
     def _part_source(self, part: int) -> str:
-        """The FROM source of one chunk's events (`cluster`): its Parquet files, or an empty log without any."""
+        """The FROM source of one chunk's events (`cluster`): its Parquet files (none: an empty log) or its range of
+        the sorted table."""
         import glob
         import os
 
+        if self.by_part is None:
+            return f"(SELECT lead_id, ts, type FROM events_by_part WHERE part = {int(part)})"
         files = sorted(glob.glob(os.path.join(glob.escape(self.by_part), f"part={int(part)}", "*.parquet")))
         if not files:
             return "(SELECT lead_id, ts, type FROM events_none)"

@@ -262,10 +262,17 @@ def test_event_stores_of_killed_runs_are_removed_and_live_ones_kept(tmp_path, mo
 
 
 @pytest.mark.parametrize("dedupe", [False, True])
-def test_event_store_clustered_by_chunk_gives_the_features_of_the_whole_log(small_world, trained, dedupe):
+@pytest.mark.parametrize("clustering", ["partitioned", "sorted"])
+def test_event_store_clustered_by_chunk_gives_the_features_of_the_whole_log(small_world, trained, dedupe,
+                                                                            clustering, monkeypatch):
     """Mapped to their chunks, leads read only their own events: the same features and counters as the log in
-    memory, with duplicate ids across chunks, leads without events and repeated event rows."""
+    memory, with duplicate ids across chunks, leads without events and repeated event rows; with the log
+    partitioned by chunk (short lists) or sorted by it (long ones)."""
+    from leadscore.features import build
     from leadscore.features.build import EventStore, event_features
+
+    if clustering == "sorted":
+        monkeypatch.setattr(build, "PARTITIONED_CLUSTER_LEADS", 0)
 
     spec = trained.bundle.spec
     leads = small_world.leads.head(900).reset_index(drop=True)
@@ -298,6 +305,7 @@ def test_event_store_clustered_by_chunk_gives_the_features_of_the_whole_log(smal
             dupes = int(events[events["lead_id"].isin(mine)].duplicated(["lead_id", "ts", "type"]).sum())
             assert got_stats.get("duplicate_events", 0) == dupes
         assert got_stats["events_used"] > 0
+        assert (store.by_part is None) == (clustering == "sorted")
         with pytest.raises(RuntimeError, match="not mapped"):
             store.features(ids.iloc[:300].reset_index(drop=True), as_of.iloc[:300].reset_index(drop=True), part=1)
     finally:
