@@ -200,8 +200,10 @@ def rows(X, out, node_feature, node_threshold, node_categorical, node_default_le
                     d = leaf_slot_start[leaf + 1] - leaf_slot_start[leaf]
                     pattern = (1 << d) - 1
                     for p in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
-                        if left[path_node[p] - first_node] != path_left[p]:
-                            pattern &= ~(1 << path_slot[p])
+                        # Branch-free: which way a row goes is data, and mispredicted branches cost more here
+                        # than the whole lookup.
+                        off = np.int64(left[path_node[p] - first_node] != path_left[p])
+                        pattern &= ~(off << path_slot[p])
                     base = leaf_table_start[leaf] + pattern * d
                     first = leaf_slot_start[leaf]
                     for s in range(d):

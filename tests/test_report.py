@@ -232,3 +232,35 @@ def test_report_without_dates_skips_the_backtest_and_says_why(tmp_path):
     assert "Not run (needs creation dates" in card and "The split was random, not by time" in card
     page = files["report_html"].read_text(encoding="utf-8")
     assert page.count(PNG_TAG) == sum(1 for p in files.values() if p.suffix == ".png")
+
+
+def test_side_by_side_fits_equal_one_after_the_other(trained):
+    """The learning curve and the backtest fit two at a time on one thread each when two CPUs are available: the
+    same numbers as fitting them one by one on one thread, and one thread fits what two fit."""
+    from leadscore.runtime import set_threads
+    from leadscore.training.backtest import learning_curve, rolling_backtest, run_trees
+    from leadscore.training.crossfit import parallel_fits
+
+    result = trained
+    runs = {}
+    try:
+        for n in (1, 2):
+            set_threads(n)
+            runs[n] = (learning_curve(result), rolling_backtest(result.frame, result.config, max_folds=3,
+                                                                 trees=run_trees(result)),
+                       parallel_fits([lambda t: ("a", t), lambda t: ("b", t)]))
+    finally:
+        set_threads(None)
+    (curve1, folds1, order1), (curve2, folds2, order2) = runs[1], runs[2]
+    assert order1 == [("a", 1), ("b", 1)] and order2 == [("a", 1), ("b", 1)]  # in order, one thread per fit
+    assert len(curve1) >= 3 and len(folds1) >= 2
+    pd.testing.assert_frame_equal(curve1, curve2, check_exact=True)
+    pd.testing.assert_frame_equal(folds1, folds2, check_exact=True)
+    # And one LightGBM thread fits the trees two threads fit (deterministic LightGBM).
+    from leadscore.training.crossfit import fit_lightgbm_rounds
+
+    params, n_trees = run_trees(result)
+    cats = list(result.frame.spec.categorical_columns)
+    X, y = result.frame.X, result.frame.y
+    one, two = (fit_lightgbm_rounds(X, y, {**params, "num_threads": t}, cats, n_trees) for t in (1, 2))
+    assert np.array_equal(one.predict(X, raw_score=True), two.predict(X, raw_score=True))

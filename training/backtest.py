@@ -80,7 +80,7 @@ def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M"
     With `trees` (LightGBM parameters and a tree count, e.g. a run's own), each fold is one fit of those trees
     instead of early stopping and a refit. `train_end` (latest training as_of) is always before `test_start`.
     """
-    from leadscore.training.crossfit import fit_lightgbm_rounds
+    from leadscore.training.crossfit import fit_lightgbm_rounds, parallel_fits
     from leadscore.training.train import fit_lightgbm
 
     cats = list(frame.spec.categorical_columns)
@@ -92,10 +92,10 @@ def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M"
     y = frame.y
     X = frame.X
     as_of = frame.as_of.reset_index(drop=True)
-    rows = []
     first = min_train_periods + 1
     if max_folds is not None:
         first = max(first, len(ordered) - max_folds)
+    folds = []
     for k in range(first, len(ordered)):
         test_p, cal_p = ordered[k], ordered[k - 1]
         train = (periods < cal_p).to_numpy()
@@ -107,12 +107,22 @@ def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M"
             train[latest] = True
         if np.unique(y[train]).size < 2 or not cal.any() or not test.any():
             continue  # nothing to learn from (or to test on) in this fold
-        if trees is not None:
+        folds.append((test_p, cal_p, train, cal, test))
+
+    def fold_fit(train: np.ndarray):
+        def run(n_threads: int):
+            if trees is None:
+                return fit_lightgbm(frame, train, config)
             fit_rows = np.flatnonzero(train)
-            booster = fit_lightgbm_rounds(X.iloc[fit_rows], y[fit_rows], trees[0], cats, trees[1])
-            info = {"n_trees": trees[1]}
-        else:
-            booster, info = fit_lightgbm(frame, train, config)
+            return (fit_lightgbm_rounds(X.iloc[fit_rows], y[fit_rows], {**trees[0], "num_threads": n_threads}, cats,
+                                        trees[1]), {"n_trees": trees[1]})
+        return run
+
+    # Fits of the run's own trees run side by side; with early stopping (`fit_lightgbm`) one after the other.
+    fits = parallel_fits([fold_fit(f[2]) for f in folds], [f[2].sum() for f in folds]) if trees is not None else \
+        [fold_fit(f[2])(0) for f in folds]
+    rows = []
+    for (test_p, cal_p, train, cal, test), (booster, info) in zip(folds, fits, strict=True):
         calibrator = make_calibrator(calibration_method(config)).fit(
             booster.predict(X.iloc[np.flatnonzero(cal)], raw_score=True), y[cal])
         p = calibrator.predict(booster.predict(X.iloc[np.flatnonzero(test)], raw_score=True))
@@ -211,7 +221,7 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
     """
     from sklearn.metrics import log_loss, roc_auc_score
 
-    from leadscore.training.crossfit import fit_lightgbm_rounds
+    from leadscore.training.crossfit import fit_lightgbm_rounds, parallel_fits
 
     config = result.config
     frame, split = result.frame, result.split
@@ -230,21 +240,31 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
     if max_fit_rows is not None and len(order) > max_fit_rows:
         # A large slice: the same shape of curve over at most `max_fit_rows` leads, then the run's own model.
         fractions = [max_fit_rows * f / len(order) for f in fractions if f < 1] + [max_fit_rows / len(order), 1.0]
-    rows = []
+    points = []
     for fraction in sorted(set(float(f) for f in fractions)):
         n = max(1, int(round(fraction * len(order))))
         rows_idx = order[-n:]  # the most recent leads: closest to what the test slice looks like
         if np.unique(y[rows_idx]).size < 2:
             continue
-        if max_fit_rows is not None and n > max_fit_rows:
-            if not (n == len(order) and run_is_full_point):
-                continue
-            p = result.test_scores["probability"].to_numpy(dtype="float64")
-        else:
-            booster = fit_lightgbm_rounds(X.iloc[rows_idx], y[rows_idx], params, cats, n_trees)
+        if max_fit_rows is not None and n > max_fit_rows and not (n == len(order) and run_is_full_point):
+            continue
+        points.append((fraction, n, rows_idx, max_fit_rows is None or n <= max_fit_rows))
+
+    def point_fit(rows_idx: np.ndarray):
+        def run(n_threads: int):
+            booster = fit_lightgbm_rounds(X.iloc[rows_idx], y[rows_idx], {**params, "num_threads": n_threads}, cats,
+                                          n_trees)
             calibrator = make_calibrator(calibration_method(config)).fit(
                 booster.predict(X.iloc[cal_idx], raw_score=True), y[cal_idx])
-            p = calibrator.predict(booster.predict(X.iloc[test_idx], raw_score=True))
+            return calibrator.predict(booster.predict(X.iloc[test_idx], raw_score=True))
+        return run
+
+    fitted = iter(parallel_fits([point_fit(idx) for _, _, idx, fit in points if fit],
+                                [n for _, n, _, fit in points if fit]))
+    rows = []
+    for fraction, n, rows_idx, fit in points:
+        # A point too large to fit again is the run's own model: its test scores.
+        p = next(fitted) if fit else result.test_scores["probability"].to_numpy(dtype="float64")
         rows.append({"fraction": fraction, "n_train": int(n), "positives": int(y[rows_idx].sum()),
                      "n_trees": n_trees, "roc_auc": float(roc_auc_score(y[test_idx], p)),
                      "log_loss": float(log_loss(y[test_idx], np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))})
