@@ -35,7 +35,13 @@ from leadscore.presentation.checks import checks_page
 from leadscore.presentation.figures import save_png
 from leadscore.presentation.training_plots import gains_figure, reliability_figure
 from leadscore.training.promotion import PromotionPolicy
-from leadscore.training.train import DataCheckFailed, TrainResult, prepare_training_data, train_model
+from leadscore.training.train import (
+    DataCheckFailed,
+    HandedTable,
+    TrainResult,
+    prepare_training_data,
+    train_model,
+)
 
 log = logging.getLogger(__name__)
 Step = Callable[[str], None]
@@ -92,12 +98,21 @@ def train_and_log(
     full_report: bool = True,
     step: Step = _noop,
 ) -> tuple[TrainResult, LoggedRun]:
-    """Train, write the report, log everything to MLflow, register the model and log its model card."""
+    """Train, write the report, log everything to MLflow, register the model and log its model card.
+
+    `events` handed over (`HandedTable`) are summarised for the run's inputs first, then let go by training as
+    soon as they are typed."""
     workdir = Path(workdir)
     tracking_uri = tracking_uri or default_tracking_uri(workdir)
+    tables: dict[str, pd.DataFrame | RunInput | None] = {"leads": leads, "outcomes": outcomes, "events": events}
+    if isinstance(events, HandedTable):
+        source = (sources or {}).get("events")
+        tables["events"] = RunInput.summarised("events", events.peek(), "source",
+                                               source if source not in (None, "None") else None)
     step("training LightGBM + logistic baseline (time split)")
     result = train_model(leads, outcomes, events, config, data_end=data_end, truth=truth, sources=sources,
                          step=step)
+    del events
     step("writing the report (plots, model card, segments, backtest)")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     files = write_run_artifacts(result, workdir / "reports" / stamp, full_report=full_report, step=step)
@@ -114,7 +129,7 @@ def train_and_log(
                          for row in result.candidates.itertuples() for key in ("cv_log_loss", "cv_roc_auc")}
         files["report_candidates"] = write_table(result.candidates.assign(params=result.candidates["params"].map(str)),
                                                  workdir / "reports" / stamp / "candidates.csv")
-    inputs = training_inputs(result, {"leads": leads, "outcomes": outcomes, "events": events}, sources)
+    inputs = training_inputs(result, tables, sources)
     logged = log_training_run(
         tracking_uri=tracking_uri,
         experiment=config.experiment,
@@ -142,12 +157,13 @@ def train_and_log(
     return result, logged
 
 
-def training_inputs(result: TrainResult, tables: dict[str, pd.DataFrame | None],
+def training_inputs(result: TrainResult, tables: dict[str, pd.DataFrame | RunInput | None],
                     sources: dict[str, str] | None = None) -> list[RunInput]:
-    """What a training run logs as its inputs: each table as read, and the feature rows of each slice."""
+    """What a training run logs as its inputs: each table as read (or as summarised before it was let go), and
+    the feature rows of each slice."""
     sources = {k: v for k, v in (sources or {}).items() if v not in (None, "None")}
-    inputs = [RunInput(name, frame, "source", sources.get(name)) for name, frame in tables.items()
-              if frame is not None]
+    inputs = [frame if isinstance(frame, RunInput) else RunInput(name, frame, "source", sources.get(name))
+              for name, frame in tables.items() if frame is not None]
     rows = result.frame.frame
     built = f"point-in-time features of {sources.get('leads', 'the leads')}"
     for context, mask in (("training", result.split.train), ("calibration", result.split.calibration),
@@ -202,8 +218,12 @@ def train_from_files(
     step("reading input files")
     dataset, config = load_inputs(config, leads_path=leads_path, outcomes_path=outcomes_path,
                                   events_path=events_path)
-    return train_and_log(dataset.leads, dataset.outcomes, dataset.events, config, workdir=workdir,
-                         tracking_uri=tracking_uri, data_end=data_end, sources=dataset.sources, step=step)
+    # The event log is handed over (no reference kept here), so training frees it once typed.
+    events = None if dataset.events is None else HandedTable(dataset.events)
+    leads, outcomes, sources = dataset.leads, dataset.outcomes, dataset.sources
+    del dataset
+    return train_and_log(leads, outcomes, events, config, workdir=workdir, tracking_uri=tracking_uri,
+                         data_end=data_end, sources=sources, step=step)
 
 
 def check_data(
@@ -314,7 +334,7 @@ def _demo_train(paths: dict[str, Path], truth: pd.Series, seed: int, workdir: Pa
     step("reading the demo files back (the same path as a CRM export)")
     leads = read_table(paths["leads"], what="leads")
     outcomes = read_table(paths["outcomes"], what="outcomes")
-    events = read_table(paths["events"], what="events")
+    events = HandedTable(read_table(paths["events"], what="events"))  # freed by training once typed
     sources = {"leads": str(paths["leads"]), "outcomes": str(paths["outcomes"]), "events": str(paths["events"])}
     return train_and_log(leads, outcomes, events, TrainConfig(seed=seed), workdir=workdir,
                          tracking_uri=tracking_uri, truth=truth, sources=sources, step=step)

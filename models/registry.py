@@ -229,9 +229,25 @@ class RunInput:
     context: str  # "source" (a table as read), "training", "calibration", "test", "evaluation"
     source: str | None = None  # the file it was read from, if any
     targets: str | None = None  # the label column, if it has one
+    # Of a table summarised before it was let go (`summarised`): `frame` holds its first rows only.
+    digest: str | None = None
+    rows: int | None = None
+    columns: int | None = None
+
+    @classmethod
+    def summarised(cls, name: str, frame: pd.DataFrame, context: str, source: str | None = None) -> RunInput:
+        """What the run logs about `frame` (digest of every row, row count, the first rows for the schema),
+        without keeping the frame: a large table can be freed before the run is logged."""
+        return cls(name, frame.head(SCHEMA_SAMPLE_ROWS).copy(), context, source, digest=table_digest(frame),
+                   rows=len(frame), columns=frame.shape[1])
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.frame) if self.rows is None else self.rows
 
 
 DIGEST_SLICE_ROWS = 1 << 18
+SCHEMA_SAMPLE_ROWS = 1000  # the rows the recorded schema is inferred from
 
 
 def table_digest(frame: pd.DataFrame) -> str:
@@ -269,15 +285,36 @@ def _datasets(inputs: Sequence[RunInput]) -> list:
         else:  # a frame built in memory, or several files assembled by a dataset config
             source = CodeDatasetSource({"leadscore.source": item.source or "in-memory table"})
         dataset = mlflow.data.from_pandas(item.frame, source=source, name=item.name, targets=item.targets,
-                                          digest=table_digest(item.frame))
+                                          digest=item.digest or table_digest(item.frame))
         # MLflow infers the recorded schema value by value in Python (~10 s for a million events); the column
         # types of the first rows say the same, so the (cached) schema is set from a sample.
         dataset.__dict__["schema"] = _sample_schema(item.frame)
+        if item.rows is not None:  # a summarised table: its profile counts the whole table, not the sample
+            dataset.__class__ = _summarised_dataset_class()
+            dataset._summary_profile = {"num_rows": item.rows, "num_elements": item.rows * int(item.columns or 0)}
         out.append(dataset)
     return out
 
 
-def _sample_schema(frame: pd.DataFrame, rows: int = 1000):
+def _summarised_dataset_class():
+    """MLflow's pandas dataset with the profile of a whole table whose first rows alone it holds."""
+    global _SUMMARISED
+    if _SUMMARISED is None:
+        from mlflow.data.pandas_dataset import PandasDataset
+
+        class SummarisedPandasDataset(PandasDataset):
+            @property
+            def profile(self):
+                return self._summary_profile
+
+        _SUMMARISED = SummarisedPandasDataset
+    return _SUMMARISED
+
+
+_SUMMARISED = None
+
+
+def _sample_schema(frame: pd.DataFrame, rows: int = SCHEMA_SAMPLE_ROWS):
     from mlflow.types.utils import _infer_schema  # what PandasDataset.schema calls, on the whole frame
 
     try:
@@ -301,7 +338,7 @@ def _log_inputs(mlflow, inputs: Sequence[RunInput]) -> None:
         # pandas 3.1 deprecates the `.values` of time-zone-aware columns that MLflow's schema inference reads.
         warnings.filterwarnings("ignore", message="Series.values returning an ndarray that drops timezone")
         mlflow.log_inputs(_datasets(inputs), contexts=[i.context for i in inputs],
-                          tags_list=[{"leadscore.rows": str(len(i.frame))} for i in inputs])
+                          tags_list=[{"leadscore.rows": str(i.n_rows)} for i in inputs])
 
 
 @_scoped_tracking

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from leadscore.features.spec import LABEL
 from leadscore.models.registry import DESCRIPTION_LIMIT, fit_description, table_digest
@@ -102,3 +103,53 @@ def test_comparison_run_logs_its_parameters_inputs_and_the_model_version_it_comp
     assert client.get_model_version("lead-conversion", run.version).tags["leadscore.comparison_run_id"] == run_id
     dataset, input_tags = _inputs(run.tracking_uri, run_id)["leads"]
     assert dataset.digest == table_digest(leads) and input_tags["mlflow.data.context"] == "evaluation"
+
+
+def test_a_handed_over_event_log_is_freed_once_typed_and_still_logged_whole(small_world, tmp_path):
+    """`HandedTable`: training lets the raw log go as soon as it is typed (nothing else keeps it), and the run
+    logs the same digest, row count and profile as for the frame itself."""
+    import gc
+    import weakref
+
+    from leadscore.features.config import TrainConfig
+    from leadscore.features.io import read_table
+    from leadscore.pipeline import train_and_log
+    from leadscore.training import train as training
+    from leadscore.training.train import HandedTable
+
+    path = tmp_path / "events.csv"
+    small_world.events.to_csv(path, index=False)
+    raw = read_table(path, what="events")
+    digest, rows = table_digest(raw), len(raw)
+    alive_when_typed = []
+    typed = training.type_events
+
+    def watch(events, spec, *, source):
+        out = typed(events, spec, source=source)
+        alive_when_typed.append(ref() is not None)
+        return out
+
+    handed = HandedTable(raw)
+    ref = weakref.ref(raw)
+    del raw
+    seen = {}
+    original_blf = training.build_lead_frame
+
+    def build(*args, **kwargs):
+        gc.collect()
+        seen["raw alive while features are built"] = ref() is not None
+        return original_blf(*args, **kwargs)
+
+    training.type_events, training.build_lead_frame = watch, build
+    try:
+        result, run = train_and_log(small_world.leads, small_world.outcomes, handed, TrainConfig(seed=3),
+                                    workdir=tmp_path / "work", sources={"events": str(path)})
+    finally:
+        training.type_events, training.build_lead_frame = typed, original_blf
+    assert alive_when_typed == [True] and seen == {"raw alive while features are built": False}
+    dataset, tags = _inputs(run.tracking_uri, run.run_id)["events"]
+    assert dataset.digest == digest and tags["leadscore.rows"] == str(rows)
+    assert json.loads(dataset.profile)["num_rows"] == rows
+    assert len(handed) == rows
+    with pytest.raises(RuntimeError, match="already taken"):
+        handed.take()

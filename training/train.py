@@ -144,16 +144,46 @@ class DataCheckFailed(DataError):
         self.report = report
 
 
+class HandedTable:
+    """A table handed over to training, which reads it once and then lets it go: hand the event log over this way
+    (keeping no reference of your own) and the raw log is not in memory beside the typed one while the features
+    are built, which is most of a large run's peak (1M leads, 20M events: 4.7 GB -> see the README). `len` is
+    known after the hand-over; `take()` gives the frame once."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame: pd.DataFrame | None = frame
+        self.rows = len(frame)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def peek(self) -> pd.DataFrame:
+        """The frame, for a look before it is taken: pass it on in one expression, keep no reference to it."""
+        if self._frame is None:
+            raise RuntimeError("the handed-over table was already taken")
+        return self._frame
+
+    def take(self) -> pd.DataFrame:
+        if self._frame is None:
+            raise RuntimeError("the handed-over table was already taken")
+        frame, self._frame = self._frame, None
+        return frame
+
+
 def prepare_training_data(
     leads: pd.DataFrame,
     outcomes: pd.DataFrame | None = None,
-    events: pd.DataFrame | None = None,
+    events: pd.DataFrame | HandedTable | None = None,
     config: TrainConfig | None = None,
     *,
     data_end: pd.Timestamp | None = None,
     sources: dict[str, str] | None = None,
 ) -> Prepared:
-    """Spec, typed leads, labels, point-in-time features, split and data checks (what `check-data` runs)."""
+    """Spec, typed leads, labels, point-in-time features, split and data checks (what `check-data` runs).
+
+    `events` handed over (`HandedTable`) are let go as soon as they are typed."""
+    if isinstance(events, HandedTable):
+        events = events.take()
     config = config or TrainConfig()
     sources = {"leads": "leads", "events": "events", "outcomes": "outcomes", **(sources or {})}
     data = config.data
@@ -176,6 +206,7 @@ def prepare_training_data(
                                   index=typed.leads[spec.id_column].to_numpy()) if len(typed.leads) == len(leads) \
         else None
     typed_events = type_events(events, spec, source=sources["events"]) if events is not None else None
+    events = None  # the raw log is not needed again: a handed-over one is freed here
     mapping = None
     if data.label is not None:
         labelled = labels_from_column(typed.leads, outcomes, label=data.label, id_column=spec.id_column,
@@ -250,7 +281,7 @@ def prepare_training_data(
 def train_model(
     leads: pd.DataFrame,
     outcomes: pd.DataFrame | None = None,
-    events: pd.DataFrame | None = None,
+    events: pd.DataFrame | HandedTable | None = None,
     config: TrainConfig | None = None,
     *,
     data_end: pd.Timestamp | None = None,
@@ -269,6 +300,7 @@ def train_model(
     step(f"building point-in-time features ({len(leads):,} leads"
          + (f", {len(events):,} events)" if events is not None else ")"))
     prepared = prepare_training_data(leads, outcomes, events, config, data_end=data_end, sources=sources)
+    del events  # a handed-over log has been let go; a frame stays the caller's
     spec, frame, split, counts = prepared.spec, prepared.frame, prepared.split, prepared.counts
     tuning = None
     if config.tune_trials > 0:
