@@ -106,9 +106,7 @@ def train_and_log(
     tracking_uri = tracking_uri or default_tracking_uri(workdir)
     tables: dict[str, pd.DataFrame | RunInput | None] = {"leads": leads, "outcomes": outcomes, "events": events}
     if isinstance(events, HandedTable):
-        source = (sources or {}).get("events")
-        tables["events"] = RunInput.summarised("events", events.peek(), "source",
-                                               source if source not in (None, "None") else None)
+        tables["events"] = RunInput.summarised("events", events.peek(), "source")
     step("training LightGBM + logistic baseline (time split)")
     result = train_model(leads, outcomes, events, config, data_end=data_end, truth=truth, sources=sources,
                          step=step)
@@ -162,8 +160,9 @@ def training_inputs(result: TrainResult, tables: dict[str, pd.DataFrame | RunInp
     """What a training run logs as its inputs: each table as read (or as summarised before it was let go), and
     the feature rows of each slice."""
     sources = {k: v for k, v in (sources or {}).items() if v not in (None, "None")}
-    inputs = [frame if isinstance(frame, RunInput) else RunInput(name, frame, "source", sources.get(name))
-              for name, frame in tables.items() if frame is not None]
+    inputs = [dataclasses.replace(frame, source=sources.get(name)) if isinstance(frame, RunInput)
+              else RunInput(name, frame, "source", sources.get(name)) for name, frame in tables.items()
+              if frame is not None]
     rows = result.frame.frame
     built = f"point-in-time features of {sources.get('leads', 'the leads')}"
     for context, mask in (("training", result.split.train), ("calibration", result.split.calibration),
