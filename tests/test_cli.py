@@ -264,3 +264,29 @@ def test_compare_uses_the_given_team_capacities(demo_run, tmp_path):
     assert cut["sales"]["capacity_per_week"] == 50 and abs(cut["sales"]["leads_per_week"] - 50) < 10
     assert abs(cut["telemarketing"]["leads_per_week"] - 100) < 20
     assert result["mlflow_run_id"] is None
+
+
+def test_the_command_ends_as_the_interpreter_would_less_the_module_teardown(tmp_path):
+    """The entry point skips freeing every module at exit, but keeps what finalisation owes: the exit status,
+    output flushed into a pipe, atexit functions (temporary folders, logging) and other threads run to the end."""
+    marker = tmp_path / "finalised.txt"
+    code = ("import atexit, sys, threading, time\n"
+            "from pathlib import Path\n"
+            "from leadscore.cli import main\n"
+            "marker = Path(sys.argv[1])\n"
+            "def late():\n"
+            "    time.sleep(0.3)\n"
+            "    with marker.open('a') as f: f.write('thread;')\n"
+            "threading.Thread(target=late).start()\n"
+            "atexit.register(lambda: marker.open('a').write('atexit;'))\n"
+            "sys.argv = ['leadscore', *sys.argv[2:]]\n"
+            "main()\n")
+    ok = subprocess.run([sys.executable, "-c", code, str(marker), "--version"], capture_output=True, text=True,
+                        timeout=120)
+    assert ok.returncode == 0 and ok.stdout.strip().startswith("leadscore"), ok.stderr
+    assert marker.read_text() == "thread;atexit;"  # the thread was waited for, then the atexit functions ran
+    marker.unlink()
+    bad = subprocess.run([sys.executable, "-c", code, str(marker), "no-such-command"], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "No such command" in bad.stderr and "Traceback" not in bad.stderr
+    assert marker.read_text() == "thread;atexit;"

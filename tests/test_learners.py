@@ -158,3 +158,55 @@ def test_spline_basis_equals_scipy_design_matrix():
     batched = _bspline_bases(x, knots)
     for c in range(3):
         np.testing.assert_array_equal(batched[:, c], _bspline_basis(x[:, c], knots[c]))
+
+
+def _lgb_cv_reference(X, y, folds, params, cats, max_trees, patience):
+    """What `lightgbm.cv` itself gives: out-of-fold margins at its best iteration, and that iteration."""
+    import lightgbm as lgb
+
+    splits = [(np.flatnonzero(folds != i), np.flatnonzero(folds == i)) for i in range(int(folds.max()) + 1)]
+    data = lgb.Dataset(X, y, categorical_feature=cats, free_raw_data=False, params={"verbose": -1})
+    stop = [lgb.early_stopping(patience, verbose=False)] if patience else []
+    result = lgb.cv({**params, "metric": "binary_logloss"}, data, num_boost_round=max_trees, folds=splits,
+                    callbacks=stop, return_cvbooster=True)
+    best = int((result["cvbooster"].best_iteration if patience else 0) or len(result["valid binary_logloss-mean"]))
+    oof = np.empty(len(y))
+    for (_, held), booster in zip(splits, result["cvbooster"].boosters, strict=True):
+        oof[held] = booster.predict(X.iloc[held], raw_score=True, num_iteration=best)
+    return oof, best
+
+
+@pytest.mark.parametrize(("max_trees", "patience"), [(400, 20), (25, 20), (30, 0)])
+def test_side_by_side_cross_fit_gives_lightgbm_cv_models_and_rounds(max_trees, patience):
+    """Every preset's boosters stepped side by side stop where `lightgbm.cv` stops (early stopping on the folds'
+    mean loss, the last round, or exactly max_trees) with the same out-of-fold margins, on one thread or two."""
+    from leadscore.runtime import set_threads
+    from leadscore.training.crossfit import cross_fit_lightgbm, lightgbm_presets
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    a = rng.normal(size=n)
+    a[rng.random(n) < 0.15] = np.nan  # missing values take the default direction
+    level = rng.integers(0, 12, n).astype("float64")
+    logit = -1.5 + 1.2 * np.nan_to_num(a) + np.where(level < 3, 0.8, 0.0) + rng.normal(scale=0.5, size=n)
+    X = pd.DataFrame({"a": a, "b": rng.normal(size=n), "level": level})
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("float64")
+    folds = np.minimum(np.arange(n) * 5 // n, 4)
+    presets = lightgbm_presets(ModelConfig(), n, seed=0)
+    runs = {}
+    try:
+        for threads in (1, 2):
+            set_threads(threads)
+            runs[threads] = cross_fit_lightgbm(X, y, folds, presets, ["level"], max_trees=max_trees,
+                                               patience=patience, chunk=7)
+    finally:
+        set_threads(None)
+    for name, params in presets.items():
+        oof, best = _lgb_cv_reference(X, y, folds, params, ["level"], max_trees, patience)
+        for threads, fitted in runs.items():
+            assert fitted[name][1] == best, (name, threads)
+            np.testing.assert_array_equal(fitted[name][0], oof)
+    if patience == 0:
+        assert all(fitted[1] == max_trees for fitted in runs[2].values())
+    elif max_trees == 400:
+        assert any(fitted[1] < max_trees - patience for fitted in runs[2].values())  # early stopping happened

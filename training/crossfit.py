@@ -164,23 +164,135 @@ def choose(results: dict[str, CandidateResult]) -> str:
     return best
 
 
-def cv_lightgbm(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, params: dict[str, Any], cats: list[str], *,
-                max_trees: int, patience: int) -> tuple[np.ndarray, int]:
-    """Out-of-fold margins at one number of rounds for every fold (the minimum of the mean validation loss)."""
+@dataclass
+class _FoldBooster:
+    """One preset's booster on one fold: its per-round validation losses and whether a chunk is running."""
+
+    booster: Any
+    held: np.ndarray
+    losses: list[float] = field(default_factory=list)
+    running: bool = False
+
+
+@dataclass
+class _PresetRun:
+    """Early stopping on one preset's mean validation loss over the folds, as `lightgbm.early_stopping` in
+    `lightgbm.cv` decides it: a new best needs a strictly lower mean; `patience` rounds without one stop."""
+
+    folds: list[_FoldBooster]
+    started: float
+    checked: int = 0  # rounds whose mean has been looked at
+    best_iter: int = 0
+    best_score: float = float("inf")
+    best: int | None = None  # the chosen number of rounds, once decided
+    seconds: float = 0.0
+
+    def settle(self, max_trees: int, patience: int) -> None:
+        """Look at every round all folds have finished; decide the number of rounds once early stopping would."""
+        done = min(len(f.losses) for f in self.folds)
+        while self.best is None and self.checked < done:
+            i = self.checked
+            score = float(np.mean([f.losses[i] for f in self.folds]))  # lgb.cv's mean of the folds' losses
+            if i == 0 or score < self.best_score:
+                self.best_score, self.best_iter = score, i
+            elif patience > 0 and i - self.best_iter >= patience:
+                self.best = self.best_iter + 1
+            if self.best is None and i == max_trees - 1:
+                self.best = self.best_iter + 1 if patience > 0 else max_trees
+            self.checked += 1
+        if self.best is not None and not self.seconds:
+            self.seconds = time.perf_counter() - self.started
+
+    def target(self, chunk: int, max_trees: int, patience: int) -> int:
+        """How far a fold may run now: one chunk past the slowest fold, never past the round that would stop
+        the run if the mean improves no more (so a stopped run wasted no rounds), never past `max_trees`."""
+        slowest = min(len(f.losses) for f in self.folds)
+        limit = max_trees if patience <= 0 else min(max_trees, self.best_iter + patience + 1)
+        return min(slowest + chunk, limit)
+
+
+def _quiet_lightgbm_thread() -> None:
+    """LightGBM keeps its log level per thread and sets it only where it reads parameters: a thread that steps
+    boosters made on another one would print LightGBM's info lines. Reading `verbose=-1` here quiets it."""
     import lightgbm as lgb
 
+    lgb.Dataset(np.zeros((2, 1)), np.array([0.0, 1.0]), params={"verbose": -1}).construct()
+
+
+def cross_fit_lightgbm(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, presets: dict[str, dict[str, Any]],
+                       cats: list[str], *, max_trees: int, patience: int, chunk: int = 20
+                       ) -> dict[str, tuple[np.ndarray, int, float]]:
+    """Out-of-fold margins of each LightGBM preset at one number of rounds for all its folds (the minimum of the
+    folds' mean validation loss, with early stopping after `patience` rounds; 0: exactly `max_trees`), the
+    rounds, and the seconds until that preset was decided.
+
+    The same models and rounds as `lightgbm.cv` per preset (the same binned data, folds and stopping rule; the
+    tests compare them), but every (preset, fold) booster steps on its own, `chunk` rounds at a time, one per CPU
+    on one LightGBM thread each. LightGBM's threads scale poorly on a fold of a few thousand leads, and `lgb.cv`
+    steps its boosters one after the other: in `benchmarks/train_scale.py --n-leads 20000`'s stages the demo's
+    three presets took 7.4 s that way and 6.0-7.1 s side by side (the small preset's 857 rounds a fold are the
+    longest chain of work either way).
+    """
+    import lightgbm as lgb
+
+    from leadscore.runtime import threads
+
     k = int(folds.max()) + 1
+    cpus = max(1, threads())
+    workers = min(cpus, k * len(presets))
+    per_booster = max(1, cpus // (k * len(presets)))  # more CPUs than boosters: the rest go to each booster
     splits = [(np.flatnonzero(folds != i), np.flatnonzero(folds == i)) for i in range(k)]
-    data = lgb.Dataset(X, y, categorical_feature=cats or "auto", free_raw_data=False, params={"verbose": -1})
-    stop = [lgb.early_stopping(patience, verbose=False)] if patience > 0 else []  # 0: exactly max_trees
-    result = lgb.cv({**params, "metric": "binary_logloss"}, data, num_boost_round=max_trees, folds=splits,
-                    callbacks=stop, return_cvbooster=True)
-    booster = result["cvbooster"]
-    best = int((booster.best_iteration if patience > 0 else 0) or len(result["valid binary_logloss-mean"]))
-    oof = np.empty(len(y))
-    for (_, held), fold_model in zip(splits, booster.boosters, strict=True):
-        oof[held] = fold_model.predict(X.iloc[held], raw_score=True, num_iteration=best)
-    return oof, best
+    runs: dict[str, _PresetRun] = {}
+    for name, params in presets.items():
+        # As lgb.cv: the whole training set binned once with the run's parameters, each fold a subset of it.
+        cv_params = {**params, "metric": "binary_logloss", "num_threads": per_booster, "num_iterations": max_trees}
+        full = lgb.Dataset(X, y, categorical_feature=cats or "auto", free_raw_data=False,
+                           params={"verbose": -1, **cv_params}).construct()
+        fold_boosters = []
+        for train_idx, held in splits:
+            booster = lgb.Booster(cv_params, full.subset(sorted(train_idx)))
+            booster.add_valid(full.subset(sorted(held)), "valid")
+            fold_boosters.append(_FoldBooster(booster, held))
+        runs[name] = _PresetRun(fold_boosters, time.perf_counter())
+
+    def advance(fold: _FoldBooster, rounds: int) -> None:
+        for _ in range(rounds):
+            fold.booster.update()
+            fold.losses.append(fold.booster.eval_valid()[0][2])
+
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="leadscore-cv", initializer=_quiet_lightgbm_thread) as pool:
+        pending: dict[Any, tuple[_PresetRun, _FoldBooster]] = {}
+
+        def feed(run: _PresetRun) -> None:
+            if run.best is not None:
+                return
+            goal = run.target(chunk, max_trees, patience)
+            # The slowest folds first, so the mean can be looked at as soon as possible.
+            for fold in sorted(run.folds, key=lambda f: len(f.losses)):
+                if not fold.running and len(fold.losses) < goal:
+                    fold.running = True
+                    pending[pool.submit(advance, fold, goal - len(fold.losses))] = (run, fold)
+
+        for run in runs.values():
+            feed(run)
+        while pending:
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in finished:
+                run, fold = pending.pop(future)
+                future.result()  # a LightGBM error surfaces here
+                fold.running = False
+                run.settle(max_trees, patience)
+                feed(run)
+    out = {}
+    for name, run in runs.items():
+        assert run.best is not None
+        oof = np.empty(len(y))
+        for fold in run.folds:
+            oof[fold.held] = fold.booster.predict(X.iloc[fold.held], raw_score=True, num_iteration=run.best)
+        out[name] = (oof, run.best, run.seconds)
+    return out
 
 
 def cv_logistic(Z: np.ndarray, y: np.ndarray, folds: np.ndarray, *, c: float, seed: int) -> np.ndarray:
@@ -247,19 +359,17 @@ def select_learner(
     designs: dict[str, np.ndarray] = {}
     presets = lightgbm_presets(config.model, len(rows), config.seed)
     allowed = set(config.model.candidates)
-    for name, params in presets.items():
-        if name not in allowed:
-            continue
+    tree_presets = {name: params for name, params in presets.items() if name in allowed}
+    if tree_presets:
         if step is not None:
-            step(f"cross-fitting {name} ({k} folds)")
-        started = time.perf_counter()
+            step(f"cross-fitting {', '.join(tree_presets)} ({k} folds, side by side)")
         patience = config.model.early_stopping_rounds and max(config.model.early_stopping_rounds, 20)
-        # One at a time on all threads: side by side (`parallel_fits`) measured slower here, 9 s against 6 s for
-        # the demo's three presets (lgb.cv steps five boosters a round from Python, and the two threads queue
-        # for the interpreter lock at every step).
-        oof, best = cv_lightgbm(X, y, folds, params, cats, max_trees=config.model.max_trees, patience=patience)
-        rounds[name] = best
-        results[name] = _scored(name, oof, y, {**params, "n_trees_cv": best}, started, config.seed)
+        fitted = cross_fit_lightgbm(X, y, folds, tree_presets, cats, max_trees=config.model.max_trees,
+                                    patience=patience)
+        for name, (oof, best, seconds) in fitted.items():
+            rounds[name] = best
+            results[name] = _scored(name, oof, y, {**tree_presets[name], "n_trees_cv": best},
+                                    time.perf_counter() - seconds, config.seed)
     for name, splines in (("logistic", False), ("logistic_splines", True)):
         if name not in allowed:
             continue
