@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -35,6 +35,9 @@ from leadscore.presentation.checks import checks_page
 from leadscore.presentation.figures import save_png
 from leadscore.presentation.training_plots import gains_figure, reliability_figure
 from leadscore.training.promotion import PromotionPolicy
+
+if TYPE_CHECKING:
+    from leadscore.presentation.model_report import PendingReport
 from leadscore.training.train import (
     DataCheckFailed,
     HandedTable,
@@ -57,11 +60,23 @@ def write_run_artifacts(result: TrainResult, directory: str | os.PathLike, *, fu
 
     Keys starting with "plots" are PNGs; the caller logs everything with the MLflow run.
     """
-    from leadscore.presentation.model_report import write_report
+    files, pending = start_run_artifacts(result, directory, full_report=full_report, step=step, draw_apart=False)
+    return {**(pending.finish() if pending is not None else {}), **files}
+
+
+def start_run_artifacts(result: TrainResult, directory: str | os.PathLike, *, full_report: bool = True,
+                        step: Step | None = None, draw_apart: bool = True
+                        ) -> tuple[dict[str, Path], PendingReport | None]:
+    """`write_run_artifacts` with the full report's figures drawn apart (`start_report`): the files written so
+    far, and the pending report (None for the quick one) whose `finish()` returns the rest."""
+    from leadscore.presentation.model_report import start_report
 
     directory = Path(directory)
+    pending = None
     if full_report:
-        files = dict(write_report(result, directory, segment_columns=result.config.segment_columns, step=step))
+        pending = start_report(result, directory, segment_columns=result.config.segment_columns, step=step,
+                               draw_apart=draw_apart)
+        files = {}
     else:  # the two essential plots only (quick runs, tests)
         test = result.test_frame
         from leadscore.training.train import _baseline_input
@@ -80,7 +95,7 @@ def write_run_artifacts(result: TrainResult, directory: str | os.PathLike, *, fu
     if result.checks is not None:
         files["report_checks"] = write_text(result.checks.to_json(), directory / "data_checks.json")
         files["report_checks_html"] = write_text(checks_page(result.checks), directory / "data_checks.html")
-    return files
+    return files, pending
 
 
 def train_and_log(
@@ -113,35 +128,15 @@ def train_and_log(
     del events
     step("writing the report (plots, model card, segments, backtest)")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    files = write_run_artifacts(result, workdir / "reports" / stamp, full_report=full_report, step=step)
-    result.report_files = files
-    step(f"logging to MLflow ({tracking_uri})")
-    groups: dict[str, list[Path]] = {"plots": [], "reports": []}
-    for key, path in files.items():
-        groups["plots" if key.startswith("plots") else "reports"].append(path)
-    params = {"config": config_to_dict(config), "fit": {k: v for k, v in result.params.items() if k != "candidates"},
-              "data": {k: v for k, v in result.counts.items() if not isinstance(v, dict)}}
-    metrics = {f"test_{k}": v for k, v in result.metrics.items()}
-    if result.candidates is not None:  # every candidate's cross-validated scores, beside the test metrics
-        metrics["cv"] = {f"{row.candidate}_{key}": float(getattr(row, key))
-                         for row in result.candidates.itertuples() for key in ("cv_log_loss", "cv_roc_auc")}
-        files["report_candidates"] = write_table(result.candidates.assign(params=result.candidates["params"].map(str)),
-                                                 workdir / "reports" / stamp / "candidates.csv")
-    inputs = training_inputs(result, tables, sources)
-    logged = log_training_run(
-        tracking_uri=tracking_uri,
-        experiment=config.experiment,
-        bundle=result.bundle,
-        params=params,
-        metrics=metrics,
-        artifacts=groups,
-        registered_model=config.registered_model if register else None,
-        artifact_root=workdir / "mlartifacts" if tracking_uri.startswith("sqlite:") else None,
-        run_name=f"train-{stamp}",
-        input_example=pyfunc_input(result.bundle.spec, result.test_frame.features.head(5),
-                                   ids=result.test_frame.ids.head(5)),
-        inputs=inputs,
-    )
+    # The report's figures are drawn by another process while this one logs the run; the run's files are
+    # logged once they are all written.
+    files, pending = start_run_artifacts(result, workdir / "reports" / stamp, full_report=full_report, step=step)
+    try:
+        logged = _log_run(result, files, pending, tables, config, workdir, tracking_uri, stamp, sources,
+                          register, step)
+    finally:
+        if pending is not None:
+            pending.cancel()
     card = files.get("report_model_card") or next((p for p in files.values() if p.name == "model_card.md"), None)
     if card is not None and logged.version is not None:
         # The card was written before the version existed; log the versioned card with the run.
@@ -153,6 +148,47 @@ def train_and_log(
                              tracking_uri=tracking_uri)
         describe_version(logged.registered_model, logged.version, text, tracking_uri=tracking_uri)
     return result, logged
+
+
+def _log_run(result: TrainResult, files: dict[str, Path], pending: PendingReport | None,
+             tables: dict[str, pd.DataFrame | RunInput | None], config: TrainConfig, workdir: Path,
+             tracking_uri: str, stamp: str, sources: dict[str, str] | None, register: bool, step: Step) -> LoggedRun:
+    """Log the run to MLflow; the report's files (`files`, completed by `pending`) once they are all written."""
+    step(f"logging to MLflow ({tracking_uri})")
+    params = {"config": config_to_dict(config), "fit": {k: v for k, v in result.params.items() if k != "candidates"},
+              "data": {k: v for k, v in result.counts.items() if not isinstance(v, dict)}}
+    metrics = {f"test_{k}": v for k, v in result.metrics.items()}
+    if result.candidates is not None:  # every candidate's cross-validated scores, beside the test metrics
+        metrics["cv"] = {f"{row.candidate}_{key}": float(getattr(row, key))
+                         for row in result.candidates.itertuples() for key in ("cv_log_loss", "cv_roc_auc")}
+        files["report_candidates"] = write_table(result.candidates.assign(params=result.candidates["params"].map(str)),
+                                                 workdir / "reports" / stamp / "candidates.csv")
+
+    def artifacts() -> dict[str, list[Path]]:
+        if pending is not None:
+            done = {**pending.finish(), **files}  # the figures and the page first, as the report lists them
+            files.clear()
+            files.update(done)
+        result.report_files = dict(files)
+        groups: dict[str, list[Path]] = {"plots": [], "reports": []}
+        for key, path in files.items():
+            groups["plots" if key.startswith("plots") else "reports"].append(path)
+        return groups
+
+    return log_training_run(
+        tracking_uri=tracking_uri,
+        experiment=config.experiment,
+        bundle=result.bundle,
+        params=params,
+        metrics=metrics,
+        artifacts=artifacts,
+        registered_model=config.registered_model if register else None,
+        artifact_root=workdir / "mlartifacts" if tracking_uri.startswith("sqlite:") else None,
+        run_name=f"train-{stamp}",
+        input_example=pyfunc_input(result.bundle.spec, result.test_frame.features.head(5),
+                                   ids=result.test_frame.ids.head(5)),
+        inputs=training_inputs(result, tables, sources),
+    )
 
 
 def training_inputs(result: TrainResult, tables: dict[str, pd.DataFrame | RunInput | None],

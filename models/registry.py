@@ -13,7 +13,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -349,7 +349,7 @@ def log_training_run(
     bundle: ModelBundle,
     params: Mapping[str, Any],
     metrics: Mapping[str, Mapping[str, float]],
-    artifacts: Mapping[str, Sequence[str | os.PathLike]],
+    artifacts: Mapping[str, Sequence[str | os.PathLike]] | Callable[[], Mapping[str, Sequence[str | os.PathLike]]],
     registered_model: str | None = "lead-conversion",
     artifact_root: str | os.PathLike | None = None,
     run_name: str | None = None,
@@ -360,7 +360,9 @@ def log_training_run(
     """Log one training run: params, metrics, input tables, files, the pyfunc model with its bundle; register it.
 
     The first registered version gets alias `champion`; later ones get `challenger` (promotion is explicit).
-    `input_example` (a few rows of `pyfunc_input`) makes MLflow run the model once while logging it. `inputs`
+    `artifacts`: folder -> files, or a function returning them, called once the model is logged (files still
+    being written meanwhile). `input_example` (a few rows of `pyfunc_input`) makes MLflow run the model once
+    while logging it. `inputs`
     are the tables the run read and the slices it trained and was tested on, each with a digest.
     """
     _quiet_mlflow_logs()
@@ -382,9 +384,6 @@ def log_training_run(
                                     if isinstance(v, int | float) and v == v})
             mlflow.set_tags({SHA_TAG: sha, **(tags or {})})
             _log_inputs(mlflow, inputs)
-            for folder, paths in artifacts.items():
-                for path in paths:
-                    mlflow.log_artifact(str(path), artifact_path=folder)
             mlflow.log_text(bundle.spec.to_json(), "feature_spec.json")
             # The model carries this package's code (code/leadscore), so it loads where leadscore is not
             # installed: `mlflow models serve`, a Docker image built by MLflow, a Spark worker.
@@ -399,6 +398,10 @@ def log_training_run(
                 model_config={SHA_TAG: sha},
                 input_example=input_example,
             )
+            # Last: a callable may still be waiting for files (the report's figures, drawn meanwhile).
+            for folder, paths in (artifacts() if callable(artifacts) else artifacts).items():
+                for path in paths:
+                    mlflow.log_artifact(str(path), artifact_path=folder)
             run_id = run.info.run_id
     version = alias = None
     if registered_model:

@@ -125,6 +125,20 @@ def write_report(result: TrainResult, directory: str | os.PathLike, *, version: 
 
     Returns name -> path for every file written (keys starting with "plots_" are images).
     """
+    return start_report(result, directory, version=version, segment_columns=segment_columns, backtest=backtest,
+                        learning_curve=learning_curve, step=step, draw_apart=False).finish()
+
+
+def start_report(result: TrainResult, directory: str | os.PathLike, *, version: str | None = None,
+                 segment_columns: Sequence[str] | None = None, backtest: bool = True,
+                 learning_curve: bool = True, step: Callable[[str], None] | None = None,
+                 draw_apart: bool = True) -> PendingReport:
+    """`write_report` in two halves: everything but the figures and the page now, and, with `draw_apart`, the
+    figures drawn by another Python process meanwhile; `PendingReport.finish` waits for them and writes the page.
+
+    Drawing the figures is 2-4 s of single-threaded matplotlib at the demo's size, and what a training run does
+    next (logging to MLflow) is single-threaded too: on two processes they run at the same time.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     data = report_data(result, segment_columns=segment_columns, backtest=backtest, learning_curve=learning_curve,
@@ -132,36 +146,133 @@ def write_report(result: TrainResult, directory: str | os.PathLike, *, version: 
     started = time.perf_counter()
     (step or (lambda message: None))("report: figures, model card and page")
     spec = result.bundle.spec
+    categorical = (tuple(spec.categorical_columns), dict(spec.categorical_vocab))
+    job = FigureJob.start(data, categorical, directory) if draw_apart else None
+    files: dict[str, Path] = {}
+    if data.learning is not None:
+        files["report_learning_curve"] = write_table(data.learning, directory / "learning_curve.csv")
+    if data.backtest is not None:
+        files["report_backtest"] = write_table(data.backtest, directory / "backtest.csv")
+    files["report_segments"] = write_table(data.segments, directory / "segments.csv")
+    card = model_card(result, version=version, segments=data.segments, backtest=data.backtest,
+                      learning=data.learning, intervals=data.intervals, n_boot=data.n_boot, seed=data.seed)
+    files["report_model_card"] = write_text(card, directory / "model_card.md")
+    title = f"Lead conversion model report{f' {version}' if version else ''}"
+    return PendingReport(result, data, categorical, directory, card, title, files, job, started)
+
+
+def _figures(data: ReportData, categorical: tuple[tuple[str, ...], dict[str, Any]]) -> dict[str, tuple[str, Any]]:
+    columns, vocab = categorical
     figures = {
         "plots_reliability": ("reliability.png", training_plots.reliability_figure(data.y, data.curves)),
         "plots_gains_lift": ("gains_lift.png", training_plots.gains_figure(data.y, data.curves)),
         "plots_roc_pr": ("roc_pr.png", training_plots.roc_pr_figure(data.y, data.curves)),
         "plots_bands": ("bands.png", training_plots.bands_figure(data.bands)),
         "plots_shap_summary": ("shap_summary.png", training_plots.contributions_figure(
-            data.contributions, data.explained, categorical=set(spec.categorical_columns))),
+            data.contributions, data.explained, categorical=set(columns))),
         "plots_dependence": ("dependence.png", training_plots.dependence_figure(
-            data.contributions, data.explained, categories=dict(spec.categorical_vocab), top_k=4)),
+            data.contributions, data.explained, categories=vocab, top_k=4)),
     }
-    files: dict[str, Path] = {}
     if data.learning is not None:
-        files["report_learning_curve"] = write_table(data.learning, directory / "learning_curve.csv")
         figures["plots_learning_curve"] = ("learning_curve.png", training_plots.learning_curve_figure(data.learning))
-    if data.backtest is not None:
-        files["report_backtest"] = write_table(data.backtest, directory / "backtest.csv")
-        if not data.backtest.empty:
-            figures["plots_backtest"] = ("backtest.png", training_plots.backtest_figure(data.backtest))
-    files["report_segments"] = write_table(data.segments, directory / "segments.csv")
-    images: dict[str, Path] = {}
-    embedded: dict[str, str] = {}
-    for key, (name, fig) in figures.items():
-        data_png = png(fig)
-        images[key] = write_png(data_png, directory / name)
-        embedded[key] = base64.b64encode(data_png).decode("ascii")
-    card = model_card(result, version=version, segments=data.segments, backtest=data.backtest,
-                      learning=data.learning, intervals=data.intervals, n_boot=data.n_boot, seed=data.seed)
-    files["report_model_card"] = write_text(card, directory / "model_card.md")
-    title = f"Lead conversion model report{f' {version}' if version else ''}"
-    files["report_html"] = write_text(render_html(result, data, embedded, card, title), directory / "report.html")
-    timings = {**data.timings, "figures_and_page": time.perf_counter() - started}
-    log.info("report written to %s (%s)", directory, ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-    return {**images, **files}
+    if data.backtest is not None and not data.backtest.empty:
+        figures["plots_backtest"] = ("backtest.png", training_plots.backtest_figure(data.backtest))
+    return figures
+
+
+def draw_figures(data: ReportData, categorical: tuple[tuple[str, ...], dict[str, Any]],
+                 directory: str | os.PathLike) -> dict[str, Path]:
+    """Draw the report's figures into PNG files in `directory` (each written atomically); name -> path."""
+    directory = Path(directory)
+    return {key: write_png(png(fig), directory / name) for key, (name, fig) in _figures(data, categorical).items()}
+
+
+class FigureJob:
+    """The report's figures being drawn by `python -m leadscore.presentation.figure_worker` from a pickled
+    `ReportData` (a few thousand sampled rows, not the training data)."""
+
+    def __init__(self, process: Any, payload: Path):
+        self.process = process
+        self.payload = payload
+
+    @classmethod
+    def start(cls, data: ReportData, categorical: tuple[tuple[str, ...], dict[str, Any]],
+              directory: Path) -> FigureJob | None:
+        """Start the worker; None where no separate Python can be started (the figures are then drawn here)."""
+        import pickle
+        import subprocess
+        import sys
+        import tempfile
+
+        if not sys.executable:
+            return None
+        handle, name = tempfile.mkstemp(prefix="leadscore-figures-", suffix=".pickle")
+        payload = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                pickle.dump({"data": data, "categorical": categorical, "directory": str(directory)}, out,
+                            protocol=pickle.HIGHEST_PROTOCOL)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "leadscore.presentation.figure_worker", str(payload)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                env={**os.environ, "MPLBACKEND": "Agg"})
+        except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:
+            log.warning("drawing the report's figures here: could not start a separate process (%s)", exc)
+            payload.unlink(missing_ok=True)
+            return None
+        return cls(process, payload)
+
+    def wait(self) -> dict[str, Path] | None:
+        """The figures' files, or None (with a warning naming the worker's error) when the worker failed."""
+        import json
+
+        try:
+            out, err = self.process.communicate()
+        finally:
+            self.payload.unlink(missing_ok=True)
+        if self.process.returncode != 0:
+            lines = err.decode("utf-8", "replace").strip().splitlines()
+            log.warning("drawing the report's figures here: the figure process failed (%s)",
+                        lines[-1] if lines else f"exit status {self.process.returncode}")
+            return None
+        return {key: Path(path) for key, path in json.loads(out.decode("utf-8")).items()}
+
+    def cancel(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+        self.payload.unlink(missing_ok=True)
+
+
+class PendingReport:
+    """A report written but for its figures and page; `finish` completes it and returns every file."""
+
+    def __init__(self, result: TrainResult, data: ReportData, categorical: tuple[tuple[str, ...], dict[str, Any]],
+                 directory: Path, card: str, title: str, files: dict[str, Path], job: FigureJob | None,
+                 started: float):
+        self.result, self.data, self.categorical, self.directory = result, data, categorical, directory
+        self.card, self.title, self.files, self.job, self.started = card, title, files, job, started
+        self.done: dict[str, Path] | None = None
+
+    def finish(self) -> dict[str, Path]:
+        """Wait for the figures (drawing them here if no worker drew them), write report.html; name -> path."""
+        if self.done is not None:
+            return self.done
+        images = self.job.wait() if self.job is not None else None
+        self.job = None
+        if images is None:
+            images = draw_figures(self.data, self.categorical, self.directory)
+        embedded = {key: base64.b64encode(path.read_bytes()).decode("ascii") for key, path in images.items()}
+        files = dict(self.files)
+        files["report_html"] = write_text(render_html(self.result, self.data, embedded, self.card, self.title),
+                                          self.directory / "report.html")
+        timings = {**self.data.timings, "figures_and_page": time.perf_counter() - self.started}
+        log.info("report written to %s (%s)", self.directory, ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+        self.done = {**images, **files}
+        return self.done
+
+    def cancel(self) -> None:
+        """Stop the figure worker of a report that will not be finished."""
+        if self.job is not None:
+            self.job.cancel()
+            self.job = None

@@ -264,3 +264,43 @@ def test_side_by_side_fits_equal_one_after_the_other(trained):
     X, y = result.frame.X, result.frame.y
     one, two = (fit_lightgbm_rounds(X, y, {**params, "num_threads": t}, cats, n_trees) for t in (1, 2))
     assert np.array_equal(one.predict(X, raw_score=True), two.predict(X, raw_score=True))
+
+
+def test_figures_drawn_by_a_separate_process_are_the_ones_drawn_here(report, tmp_path, caplog):
+    """A training run has its report's figures drawn by another process while it logs to MLflow: the same PNG
+    bytes and the same page as drawing them here. A worker that fails costs nothing but a warning naming its
+    error: the figures are then drawn here."""
+    import logging
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from leadscore.presentation.model_report import FigureJob, PendingReport, start_report
+
+    result, here = report
+    pending = start_report(result, tmp_path / "apart", version="7", draw_apart=True)
+    assert pending.job is not None and pending.job.process.pid != os.getpid()
+    payload = pending.job.payload
+    apart = pending.finish()
+    assert not payload.exists()  # the pickled figure data is removed once read
+    assert list(apart) == list(here)
+    for key, path in here.items():
+        if path.suffix == ".png":
+            assert apart[key].read_bytes() == path.read_bytes(), key
+    assert apart["report_html"].read_text(encoding="utf-8") == here["report_html"].read_text(encoding="utf-8")
+
+    failing = subprocess.Popen([sys.executable, "-c", "import sys; sys.stderr.write('no fonts here\\n'); sys.exit(1)"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stale = tmp_path / "payload.pickle"
+    stale.write_bytes(b"")
+    (tmp_path / "fallback").mkdir()
+    fallback = PendingReport(result, pending.data, pending.categorical, tmp_path / "fallback", pending.card,
+                             pending.title, {}, FigureJob(failing, stale), time.perf_counter())
+    with caplog.at_level(logging.WARNING, logger="leadscore.presentation.model_report"):
+        drawn = fallback.finish()
+    assert "the figure process failed (no fonts here)" in caplog.text
+    assert not stale.exists()
+    for key, path in here.items():
+        if path.suffix == ".png":
+            assert drawn[key].read_bytes() == path.read_bytes(), key
