@@ -920,6 +920,9 @@ def main() -> None:
 
     # The commands draw into files: unless the user chose a backend, never open a GUI one.
     os.environ.setdefault("MPLBACKEND", "Agg")
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        app()  # under a profiler or debugger, which report once the program returns: the usual exit
+        return
     try:
         app()
     except SystemExit as exc:

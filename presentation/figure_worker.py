@@ -12,15 +12,17 @@ def main(argv: list[str]) -> int:
     import pickle
     from pathlib import Path
 
-    from leadscore.presentation.model_report import draw_figures
+    from leadscore.presentation.training_plots import draw_report_figures
 
     if len(argv) != 1:
         sys.stderr.write("usage: python -m leadscore.presentation.figure_worker PAYLOAD\n")
         return 2
     try:
-        with Path(argv[0]).open("rb") as handle:
+        source = Path(argv[0])
+        with source.open("rb") as handle:
             payload = pickle.load(handle)  # noqa: S301 - written by the parent training run, never by a user
-        images = draw_figures(payload["data"], payload["categorical"], payload["directory"])
+        source.unlink(missing_ok=True)  # read: not needed again, even if the parent is gone
+        images = draw_report_figures(payload["parts"], payload["directory"])
     except Exception as exc:  # the parent names the error in its warning and draws the figures itself
         sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
         return 1

@@ -17,7 +17,6 @@ from leadscore.features.io import write_table, write_text
 from leadscore.models.metrics import interval
 from leadscore.presentation import format as fmt
 from leadscore.presentation import html, training_plots
-from leadscore.presentation.figures import png, write_png
 from leadscore.presentation.model_card import model_card
 from leadscore.training.report import BASELINE_NAME, MODEL_NAME, ReportData, report_data
 
@@ -147,7 +146,8 @@ def start_report(result: TrainResult, directory: str | os.PathLike, *, version: 
     (step or (lambda message: None))("report: figures, model card and page")
     spec = result.bundle.spec
     categorical = (tuple(spec.categorical_columns), dict(spec.categorical_vocab))
-    job = FigureJob.start(data, categorical, directory) if draw_apart else None
+    parts = figure_parts(data, categorical)
+    job = FigureJob.start(parts, directory) if draw_apart else None
     files: dict[str, Path] = {}
     if data.learning is not None:
         files["report_learning_curve"] = write_table(data.learning, directory / "learning_curve.csv")
@@ -158,46 +158,27 @@ def start_report(result: TrainResult, directory: str | os.PathLike, *, version: 
                       learning=data.learning, intervals=data.intervals, n_boot=data.n_boot, seed=data.seed)
     files["report_model_card"] = write_text(card, directory / "model_card.md")
     title = f"Lead conversion model report{f' {version}' if version else ''}"
-    return PendingReport(result, data, categorical, directory, card, title, files, job, started)
+    return PendingReport(result, data, parts, directory, card, title, files, job, started)
 
 
-def _figures(data: ReportData, categorical: tuple[tuple[str, ...], dict[str, Any]]) -> dict[str, tuple[str, Any]]:
+def figure_parts(data: ReportData, categorical: tuple[tuple[str, ...], dict[str, Any]]) -> dict[str, Any]:
+    """What the report's figures are drawn from (`training_plots.report_figures`): plain arrays and tables."""
     columns, vocab = categorical
-    figures = {
-        "plots_reliability": ("reliability.png", training_plots.reliability_figure(data.y, data.curves)),
-        "plots_gains_lift": ("gains_lift.png", training_plots.gains_figure(data.y, data.curves)),
-        "plots_roc_pr": ("roc_pr.png", training_plots.roc_pr_figure(data.y, data.curves)),
-        "plots_bands": ("bands.png", training_plots.bands_figure(data.bands)),
-        "plots_shap_summary": ("shap_summary.png", training_plots.contributions_figure(
-            data.contributions, data.explained, categorical=set(columns))),
-        "plots_dependence": ("dependence.png", training_plots.dependence_figure(
-            data.contributions, data.explained, categories=vocab, top_k=4)),
-    }
-    if data.learning is not None:
-        figures["plots_learning_curve"] = ("learning_curve.png", training_plots.learning_curve_figure(data.learning))
-    if data.backtest is not None and not data.backtest.empty:
-        figures["plots_backtest"] = ("backtest.png", training_plots.backtest_figure(data.backtest))
-    return figures
-
-
-def draw_figures(data: ReportData, categorical: tuple[tuple[str, ...], dict[str, Any]],
-                 directory: str | os.PathLike) -> dict[str, Path]:
-    """Draw the report's figures into PNG files in `directory` (each written atomically); name -> path."""
-    directory = Path(directory)
-    return {key: write_png(png(fig), directory / name) for key, (name, fig) in _figures(data, categorical).items()}
+    return {"y": data.y, "curves": data.curves, "bands": data.bands, "contributions": data.contributions,
+            "explained": data.explained, "learning": data.learning, "backtest": data.backtest,
+            "categorical": tuple(columns), "vocab": dict(vocab)}
 
 
 class FigureJob:
-    """The report's figures being drawn by `python -m leadscore.presentation.figure_worker` from a pickled
-    `ReportData` (a few thousand sampled rows, not the training data)."""
+    """The report's figures being drawn by `python -m leadscore.presentation.figure_worker` from their pickled
+    `figure_parts` (the test slice's labels and probabilities, sampled contributions: not the training data)."""
 
     def __init__(self, process: Any, payload: Path):
         self.process = process
         self.payload = payload
 
     @classmethod
-    def start(cls, data: ReportData, categorical: tuple[tuple[str, ...], dict[str, Any]],
-              directory: Path) -> FigureJob | None:
+    def start(cls, parts: dict[str, Any], directory: Path) -> FigureJob | None:
         """Start the worker; None where no separate Python can be started (the figures are then drawn here)."""
         import pickle
         import subprocess
@@ -210,7 +191,7 @@ class FigureJob:
         payload = Path(name)
         try:
             with os.fdopen(handle, "wb") as out:
-                pickle.dump({"data": data, "categorical": categorical, "directory": str(directory)}, out,
+                pickle.dump({"parts": parts, "directory": str(directory)}, out,
                             protocol=pickle.HIGHEST_PROTOCOL)
             process = subprocess.Popen(
                 [sys.executable, "-m", "leadscore.presentation.figure_worker", str(payload)],
@@ -247,10 +228,9 @@ class FigureJob:
 class PendingReport:
     """A report written but for its figures and page; `finish` completes it and returns every file."""
 
-    def __init__(self, result: TrainResult, data: ReportData, categorical: tuple[tuple[str, ...], dict[str, Any]],
-                 directory: Path, card: str, title: str, files: dict[str, Path], job: FigureJob | None,
-                 started: float):
-        self.result, self.data, self.categorical, self.directory = result, data, categorical, directory
+    def __init__(self, result: TrainResult, data: ReportData, parts: dict[str, Any], directory: Path, card: str,
+                 title: str, files: dict[str, Path], job: FigureJob | None, started: float):
+        self.result, self.data, self.parts, self.directory = result, data, parts, directory
         self.card, self.title, self.files, self.job, self.started = card, title, files, job, started
         self.done: dict[str, Path] | None = None
 
@@ -261,7 +241,7 @@ class PendingReport:
         images = self.job.wait() if self.job is not None else None
         self.job = None
         if images is None:
-            images = draw_figures(self.data, self.categorical, self.directory)
+            images = training_plots.draw_report_figures(self.parts, self.directory)
         embedded = {key: base64.b64encode(path.read_bytes()).decode("ascii") for key, path in images.items()}
         files = dict(self.files)
         files["report_html"] = write_text(render_html(self.result, self.data, embedded, self.card, self.title),

@@ -6,13 +6,15 @@ Each function takes arrays or a table computed in `training` and returns a `matp
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from leadscore.presentation.figures import COLOURS, GREY, figure, percent_axis, swarm_offsets, thousands
+from leadscore.presentation.figures import COLOURS, GREY, figure, percent_axis, png, swarm_offsets, thousands, write_png
 
 
 def reliability_figure(y: np.ndarray, curves: Mapping[str, np.ndarray], n_bins: int = 15) -> Any:
@@ -254,3 +256,29 @@ def backtest_figure(table: pd.DataFrame) -> Any:
     ax_cal.set_xticks(x, [str(p) for p in table["test_period"]], rotation=45, ha="right")
     ax_cal.grid(alpha=0.3)
     return fig
+
+
+def report_figures(parts: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+    """The training report's figures, key -> (file name, figure), from `model_report.figure_parts`."""
+    y, curves = parts["y"], parts["curves"]
+    figures = {
+        "plots_reliability": ("reliability.png", reliability_figure(y, curves)),
+        "plots_gains_lift": ("gains_lift.png", gains_figure(y, curves)),
+        "plots_roc_pr": ("roc_pr.png", roc_pr_figure(y, curves)),
+        "plots_bands": ("bands.png", bands_figure(parts["bands"])),
+        "plots_shap_summary": ("shap_summary.png", contributions_figure(
+            parts["contributions"], parts["explained"], categorical=set(parts["categorical"]))),
+        "plots_dependence": ("dependence.png", dependence_figure(
+            parts["contributions"], parts["explained"], categories=parts["vocab"], top_k=4)),
+    }
+    if parts["learning"] is not None:
+        figures["plots_learning_curve"] = ("learning_curve.png", learning_curve_figure(parts["learning"]))
+    if parts["backtest"] is not None and not parts["backtest"].empty:
+        figures["plots_backtest"] = ("backtest.png", backtest_figure(parts["backtest"]))
+    return figures
+
+
+def draw_report_figures(parts: Mapping[str, Any], directory: str | os.PathLike) -> dict[str, Path]:
+    """Draw `report_figures` into PNG files in `directory` (each written atomically); key -> path."""
+    directory = Path(directory)
+    return {key: write_png(png(fig), directory / name) for key, (name, fig) in report_figures(parts).items()}

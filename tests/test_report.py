@@ -295,7 +295,7 @@ def test_figures_drawn_by_a_separate_process_are_the_ones_drawn_here(report, tmp
     stale = tmp_path / "payload.pickle"
     stale.write_bytes(b"")
     (tmp_path / "fallback").mkdir()
-    fallback = PendingReport(result, pending.data, pending.categorical, tmp_path / "fallback", pending.card,
+    fallback = PendingReport(result, pending.data, pending.parts, tmp_path / "fallback", pending.card,
                              pending.title, {}, FigureJob(failing, stale), time.perf_counter())
     with caplog.at_level(logging.WARNING, logger="leadscore.presentation.model_report"):
         drawn = fallback.finish()

@@ -235,7 +235,7 @@ def cross_fit_lightgbm(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, preset
     """
     import lightgbm as lgb
 
-    from leadscore.runtime import threads
+    from leadscore.runtime import release_memory, threads
 
     k = int(folds.max()) + 1
     cpus = max(1, threads())
@@ -277,6 +277,19 @@ def cross_fit_lightgbm(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, preset
 
         for run in runs.values():
             feed(run)
+        out: dict[str, tuple[np.ndarray, int, float]] = {}
+
+        def collect(name: str, run: _PresetRun) -> None:
+            # Decided and no fold still stepping: its out-of-fold margins, then its boosters let go.
+            if name in out or run.best is None or any(f.running for f in run.folds):
+                return
+            oof = np.empty(len(y))
+            for fold in run.folds:
+                oof[fold.held] = fold.booster.predict(X.iloc[fold.held], raw_score=True, num_iteration=run.best)
+                fold.booster = None
+            out[name] = (oof, run.best, run.seconds)
+
+        names = {id(run): name for name, run in runs.items()}
         while pending:
             finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for future in finished:
@@ -285,14 +298,9 @@ def cross_fit_lightgbm(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, preset
                 fold.running = False
                 run.settle(max_trees, patience)
                 feed(run)
-    out = {}
-    for name, run in runs.items():
-        assert run.best is not None
-        oof = np.empty(len(y))
-        for fold in run.folds:
-            oof[fold.held] = fold.booster.predict(X.iloc[fold.held], raw_score=True, num_iteration=run.best)
-        out[name] = (oof, run.best, run.seconds)
-    return out
+                collect(names[id(run)], run)
+    release_memory()
+    return {name: out[name] for name in presets}
 
 
 def cv_logistic(Z: np.ndarray, y: np.ndarray, folds: np.ndarray, *, c: float, seed: int) -> np.ndarray:
