@@ -230,8 +230,8 @@ def cross_fit_lightgbm(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray, preset
     tests compare them), but every (preset, fold) booster steps on its own, `chunk` rounds at a time, one per CPU
     on one LightGBM thread each. LightGBM's threads scale poorly on a fold of a few thousand leads, and `lgb.cv`
     steps its boosters one after the other: in `benchmarks/train_scale.py --n-leads 20000`'s stages the demo's
-    three presets took 10 s that way and 7 s side by side in the same session (the small preset's 857 rounds a fold are the
-    longest chain of work either way).
+    three presets took 10 s that way and 7 s side by side in the same session (the small preset's 857 rounds a
+    fold are the longest chain of work either way).
     """
     import lightgbm as lgb
 
