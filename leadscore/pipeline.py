@@ -28,6 +28,7 @@ from leadscore.models.registry import (
     describe_version,
     log_training_run,
     log_version_artifact,
+    prepare_store,
     pyfunc_input,
     to_json,
 )
@@ -250,6 +251,8 @@ def train_from_files(
     step: Step = _noop,
 ) -> tuple[TrainResult, LoggedRun]:
     """Read leads/outcomes/events files (or a dataset config's tables) and run `train_and_log`."""
+    tracking_uri = tracking_uri or default_tracking_uri(workdir)
+    prepare_store(tracking_uri)  # a new store is made by another process while this one reads and trains
     step("reading input files")
     dataset, config = load_inputs(config, leads_path=leads_path, outcomes_path=outcomes_path,
                                   events_path=events_path)
@@ -338,7 +341,9 @@ def run_demo(
 
     started = time.perf_counter()
     workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     tracking_uri = tracking_uri or default_tracking_uri(workdir)
+    prepare_store(tracking_uri)  # a new store is made by another process while this one generates and trains
     step(f"generating the demo world ({n_leads:,} leads, seed {seed})")
     world = generate_demo_world(n_leads=n_leads, seed=seed)
     paths = write_demo_world(world, workdir / "data")

@@ -41,10 +41,17 @@ def default_tracking_uri(workdir: str | os.PathLike = ".") -> str:
     return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
 
 
+def sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a `sqlite:///` tracking URI (None for any other store)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(tracking_uri[len("sqlite:///"):].split("?", 1)[0])
+
+
 def require_existing_store(tracking_uri: str) -> None:
     """Reading a model needs a store that exists: a mistyped SQLite path would otherwise create an empty one."""
-    if tracking_uri.startswith("sqlite:///"):
-        path = Path(tracking_uri[len("sqlite:///"):].split("?", 1)[0])
+    path = sqlite_file(tracking_uri)
+    if path is not None:
         if not path.is_file():
             raise DataError(f"{tracking_uri}: no tracking store at {path} (mistyped --tracking-uri? a model is read "
                             f"from the store training wrote)")
@@ -85,11 +92,89 @@ def _scoped_tracking(func):
     return wrapper
 
 
+# New SQLite stores being created by another process (`prepare_store`), by database file.
+_PREPARING: dict[Path, Any] = {}
+
+
+def prepare_store(tracking_uri: str) -> bool:
+    """Start creating a new SQLite tracking store in another Python process; True when one was started.
+
+    Creating MLflow's tables on a new SQLite file is seconds of single-threaded migrations (and importing MLflow
+    seconds more), and a training run's first minute (reading files, building features) leaves the other CPUs
+    idle: a run that calls this first finds its store ready when it logs. Nothing is started for a store that
+    exists, a store that is not a SQLite file, a process that has MLflow loaded already (the migrations alone
+    are then cheaper here than a second MLflow) or that may use a single CPU. Every use of the store in this
+    process waits for the other one (`_mlflow`); if it failed, the store is created here as before. The other
+    process builds the database under a temporary name and links it into place, so a store is whole or absent.
+    """
+    import subprocess
+
+    from leadscore.runtime import threads
+
+    path = sqlite_file(tracking_uri)
+    if (path is None or not sys.executable or "mlflow" in sys.modules or threads() < 2
+            or not path.parent.is_dir() or path.exists()):
+        return False
+    key = path.resolve()
+    if key in _PREPARING:
+        return True
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "leadscore.models.store_worker", str(key)],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   env={**_MLFLOW_QUIET, **os.environ})
+    except OSError as exc:
+        log.info("creating the tracking store here: could not start a separate process (%s)", exc)
+        return False
+    _PREPARING[key] = process
+    return True
+
+
+def _await_store(tracking_uri: str) -> None:
+    """Wait for a `prepare_store` of this store, if one is under way (a warning when it failed)."""
+    path = sqlite_file(tracking_uri)
+    process = _PREPARING.pop(path.resolve(), None) if path is not None and _PREPARING else None
+    if process is None:
+        return
+    _, err = process.communicate()
+    if process.returncode != 0:
+        lines = err.decode("utf-8", "replace").strip().splitlines()
+        log.warning("creating the tracking store %s here: the separate process failed (%s)", path,
+                    lines[-1] if lines else f"exit status {process.returncode}")
+
+
+def create_sqlite_store(path: Path) -> bool:
+    """Create a new SQLite tracking store at `path` (what `prepare_store`'s process runs); False when a store
+    appeared there meanwhile (it is left as it is).
+
+    The database is built under a temporary name beside the target and hard-linked into place only once complete,
+    never over an existing file: a store appears whole or not at all.
+    """
+    _quiet_mlflow_logs()
+    from mlflow.tracking import MlflowClient
+
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        client = MlflowClient(f"sqlite:///{temporary}")
+        client.search_experiments(max_results=1)  # opening the store creates and migrates its tables
+        client._tracking_client.store.engine.dispose()  # every connection closed: the file is complete
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+# Download progress bars would interleave with the CLI's own output; the project runs offline, so MLflow's usage
+# telemetry would only try (and fail) to reach the network.
+_MLFLOW_QUIET = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
 def _mlflow(tracking_uri: str):
-    # Download progress bars would interleave with the CLI's own output.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # The project runs offline; MLflow's usage telemetry would only try (and fail) to reach the network.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    _await_store(tracking_uri)
+    for name, value in _MLFLOW_QUIET.items():
+        os.environ.setdefault(name, value)
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)

@@ -276,7 +276,8 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
                   if (backtest["n_train"] >= REPORT_MAX_FIT_ROWS).any() else "")
         out += ["Rolling origin by month of as_of: each fold fits the run's own LightGBM (its parameters and tree "
                 f"count) on every earlier month except the last{capped}, calibrates on that last month and tests on "
-                "the next one.", "",
+                "the next one; a month with under a third of the median month's leads (cut short where the data "
+                "ends) is not tested.", "",
                 markdown_table(shown, {"n_train": "n", "n": "n", "positives": "n", "roc_auc": "roc_auc",
                                        "ece": "ece", "calibration_in_the_large": "calibration_in_the_large",
                                        "brier": "brier"}), ""]

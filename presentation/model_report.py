@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from leadscore.features.io import write_table, write_text
+from leadscore.features.io import write_bytes, write_table, write_text
 from leadscore.models.metrics import interval
 from leadscore.presentation import format as fmt
 from leadscore.presentation import html, training_plots
@@ -188,11 +188,11 @@ class FigureJob:
         if not sys.executable:
             return None
         handle, name = tempfile.mkstemp(prefix="leadscore-figures-", suffix=".pickle")
+        os.close(handle)
         payload = Path(name)
         try:
-            with os.fdopen(handle, "wb") as out:
-                pickle.dump({"parts": parts, "directory": str(directory)}, out,
-                            protocol=pickle.HIGHEST_PROTOCOL)
+            write_bytes(pickle.dumps({"parts": parts, "directory": str(directory)}, protocol=pickle.HIGHEST_PROTOCOL),
+                        payload)
             process = subprocess.Popen(
                 [sys.executable, "-m", "leadscore.presentation.figure_worker", str(payload)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,

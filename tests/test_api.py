@@ -14,6 +14,9 @@ import pytest
 from leadscore.serve.predictor import Predictor
 from tests.servers import leadscore_server
 
+# A served model trained first, then a real server on 127.0.0.1 per test group: half a minute before the first test.
+pytestmark = pytest.mark.slow
+
 KEY = "s3cret-key"
 AS_OF = "2025-10-01T00:00:00+00:00"
 

@@ -79,6 +79,7 @@ def corrupt(raw: bytes, plan, encoding: str) -> bytes:
 
 
 # FUZZ_EXAMPLES=1000 runs a longer, random search; by default the same 60 examples every run.
+@pytest.mark.slow  # 60 corrupted files, each scored: 40 s
 @settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), deadline=None,
           derandomize=os.environ.get("FUZZ_EXAMPLES") is None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])

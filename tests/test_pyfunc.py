@@ -96,6 +96,7 @@ def bare_python(tmp_path_factory) -> Path:
     return python
 
 
+@pytest.mark.slow  # a bare interpreter importing MLflow and the model: half a minute
 def test_loads_and_predicts_where_the_project_is_not_installed(logged, fresh, batch, bare_python, tmp_path):
     _, run, _ = logged
     frame = raw_leads(*fresh)
@@ -120,6 +121,7 @@ print(json.dumps({{"p": out["probability"].tolist(), "from": leadscore.__file__}
     np.testing.assert_allclose(answer["p"], batch["probability"].to_numpy(), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow  # starts `mlflow models serve`
 def test_mlflow_models_serve_answers_raw_leads_like_leadscore_score(logged, fresh, batch, tmp_path):
     _, run, _ = logged
     port = free_port()

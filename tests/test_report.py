@@ -156,6 +156,22 @@ def test_report_backtests_the_latest_months_with_the_runs_own_trees(report):
     assert (folds["n_trees"] == result.bundle.model.booster.num_trees()).all()  # one fit of the run's trees
 
 
+def test_a_test_month_cut_short_is_not_a_backtest_fold(trained_8k):
+    """A month thinned to a tenth of its leads (as where the labelled data ends mid-month) is not tested; the
+    other months still are."""
+    from leadscore.training.backtest import as_of_periods, rolling_backtest, run_trees
+
+    frame, config = trained_8k.frame, trained_8k.config
+    params, _ = run_trees(trained_8k)
+    whole = rolling_backtest(frame, config, max_folds=4, trees=(params, 20))
+    assert len(whole) >= 3
+    target = whole["test_period"].iloc[1]
+    month = as_of_periods(frame.as_of).astype(str).to_numpy()
+    keep = (month != target) | (np.arange(len(month)) % 10 == 0)
+    thinned = rolling_backtest(frame.subset(keep), config, max_folds=4, trees=(params, 20))
+    assert list(thinned["test_period"]) == [p for p in whole["test_period"] if p != target]
+
+
 def test_report_fits_are_capped_on_large_slices_and_reuse_the_runs_model():
     """Above `max_fit_rows` the learning curve stops fitting and its full point is the run's own model (the same
     numbers as its test metrics); backtest folds train on their latest `max_train_rows` leads only."""
@@ -183,6 +199,20 @@ def test_report_fits_are_capped_on_large_slices_and_reuse_the_runs_model():
     # The latest leads: the window starts later than all of the past does, and ends at the same time.
     assert (pd.to_datetime(capped["train_start"]) >= pd.to_datetime(free["train_start"])).all()
     assert (capped["train_end"] == free["train_end"]).all()
+
+
+def test_ece_noise_floor_is_the_ece_of_labels_drawn_from_the_probabilities_themselves():
+    """The vectorised floor equals drawing the labels one replicate at a time from the same generator."""
+    from leadscore.models.metrics import ece_noise_floor, expected_calibration_error
+
+    rng = np.random.default_rng(4)
+    for p in (rng.beta(1, 6, 3001), np.r_[np.zeros(20), np.ones(7), rng.random(40)], rng.random(1)):
+        draws_rng = np.random.default_rng(9)
+        draws = np.array([expected_calibration_error(draws_rng.random(len(p)) < p, p) for _ in range(150)])
+        mean, p95 = ece_noise_floor(p, n_draws=150, seed=9)
+        assert mean == pytest.approx(draws.mean(), abs=1e-12)
+        assert p95 == pytest.approx(np.quantile(draws, 0.95), abs=1e-12)
+    assert all(np.isnan(v) for v in ece_noise_floor(np.array([])))
 
 
 def test_bootstrap_points_match_scikit_learn_and_intervals_contain_them():
@@ -266,6 +296,7 @@ def test_side_by_side_fits_equal_one_after_the_other(trained):
     assert np.array_equal(one.predict(X, raw_score=True), two.predict(X, raw_score=True))
 
 
+@pytest.mark.slow  # draws every figure twice
 def test_figures_drawn_by_a_separate_process_are_the_ones_drawn_here(report, tmp_path, caplog):
     """A training run has its report's figures drawn by another process while it logs to MLflow: the same PNG
     bytes and the same page as drawing them here. A worker that fails costs nothing but a warning naming its

@@ -105,6 +105,7 @@ def test_comparison_run_logs_its_parameters_inputs_and_the_model_version_it_comp
     assert dataset.digest == table_digest(leads) and input_tags["mlflow.data.context"] == "evaluation"
 
 
+@pytest.mark.slow  # a run in a child process, its memory sampled
 def test_a_handed_over_event_log_is_freed_once_typed_and_still_logged_whole(small_world, tmp_path):
     """`HandedTable`: training lets the raw log go as soon as it is typed (nothing else keeps it), and the run
     logs the same digest, row count and profile as for the frame itself."""
@@ -153,3 +154,53 @@ def test_a_handed_over_event_log_is_freed_once_typed_and_still_logged_whole(smal
     assert len(handed) == rows
     with pytest.raises(RuntimeError, match="already taken"):
         handed.take()
+
+
+_PREPARE = """
+import json, logging, os, sys
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+from leadscore.models import registry
+from leadscore.runtime import set_threads
+set_threads(2)  # a process that may use one CPU only would not start the other one
+uri, kill = sys.argv[1], sys.argv[2] == "kill"
+started = registry.prepare_store(uri)
+loaded_before = "mlflow" in sys.modules
+if kill:
+    for process in registry._PREPARING.values():
+        process.kill()
+mlflow = registry._mlflow(uri)  # waits for the other process (or, when it died, creates the store here)
+names = [e.name for e in mlflow.MlflowClient(uri).search_experiments()]
+print(json.dumps({"started": started, "loaded_before": loaded_before, "experiments": names,
+                  "again": registry.prepare_store(uri), "files": sorted(os.listdir(os.path.dirname(uri[10:])))}))
+"""
+
+
+@pytest.mark.slow  # two fresh interpreters importing MLflow each
+@pytest.mark.parametrize("kill", [False, True])
+def test_a_new_sqlite_store_is_made_by_another_process_or_here_when_that_one_dies(tmp_path, kill):
+    import os
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    done = subprocess.run([sys.executable, "-c", _PREPARE, uri, "kill" if kill else "wait"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["started"] is True and out["loaded_before"] is False
+    assert out["experiments"] == ["Default"]
+    assert out["again"] is False  # the store exists now: nothing more to prepare
+    assert out["files"] == ["mlflow.db"]  # whole, and no partial database left beside it
+    assert ("the separate process failed" in done.stderr) is kill
+
+
+def test_the_store_process_never_replaces_a_store_that_appeared_meanwhile(tmp_path):
+    from leadscore.models.registry import create_sqlite_store
+
+    target = tmp_path / "mlflow.db"
+    target.write_bytes(b"someone else's store")
+    assert create_sqlite_store(target) is False
+    assert target.read_bytes() == b"someone else's store"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]

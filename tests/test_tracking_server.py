@@ -20,7 +20,7 @@ from leadscore.features.config import TrainConfig
 from leadscore.models.registry import default_tracking_uri, load_bundle, registered_alias, run_summary
 from leadscore.serve.predictor import Predictor
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # a PostgreSQL cluster and an MLflow server
 
 MODEL = "lead-conversion"
 

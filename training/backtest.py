@@ -68,6 +68,19 @@ def _period_bounds(period: pd.Period) -> tuple[pd.Timestamp, pd.Timestamp]:
     return period.start_time.tz_localize("UTC"), period.end_time.tz_localize("UTC")
 
 
+# A test month with fewer leads than this share of the median month's is a month cut short (most often the last
+# one, where the labelled data ends): its few leads would show noise as a fold's metrics, so it is not tested.
+PARTIAL_PERIOD_SHARE = 1 / 3
+
+
+def _whole_periods(folds: list[tuple]) -> list[tuple]:
+    """The folds whose test period is not cut short (`PARTIAL_PERIOD_SHARE`); all of them below three folds."""
+    if len(folds) < 3:
+        return folds
+    sizes = np.asarray([int(fold[4].sum()) for fold in folds])
+    return [fold for fold, size in zip(folds, sizes, strict=True) if size >= PARTIAL_PERIOD_SHARE * np.median(sizes)]
+
+
 def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M", min_train_periods: int = 3,
                      max_folds: int | None = None, max_train_rows: int | None = None,
                      trees: tuple[dict[str, Any], int] | None = None) -> pd.DataFrame:
@@ -79,6 +92,7 @@ def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M"
     training leads (a sliding window instead of all the past: the fold cost stays bounded on large exports).
     With `trees` (LightGBM parameters and a tree count, e.g. a run's own), each fold is one fit of those trees
     instead of early stopping and a refit. `train_end` (latest training as_of) is always before `test_start`.
+    A test period cut short (fewer leads than `PARTIAL_PERIOD_SHARE` of the median period's) is left out.
     """
     from leadscore.training.crossfit import fit_lightgbm_rounds, parallel_fits
     from leadscore.training.train import fit_lightgbm
@@ -108,6 +122,7 @@ def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M"
         if np.unique(y[train]).size < 2 or not cal.any() or not test.any():
             continue  # nothing to learn from (or to test on) in this fold
         folds.append((test_p, cal_p, train, cal, test))
+    folds = _whole_periods(folds)
 
     def fold_fit(train: np.ndarray):
         def run(n_threads: int):
