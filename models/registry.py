@@ -161,6 +161,10 @@ def create_sqlite_store(path: Path) -> bool:
             os.link(temporary, path)
         except FileExistsError:
             return False
+        except OSError:  # a file system without hard links: a rename, unless a store appeared meanwhile
+            if path.exists():
+                return False
+            os.replace(temporary, path)
         return True
     finally:
         temporary.unlink(missing_ok=True)
