@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,10 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         sys.stderr.write("usage: python -m leadscore.models.store_worker /path/to/mlflow.db\n")
         return 2
+    if hasattr(os, "nice"):
+        # The store is needed only once the run logs, later; meanwhile training wants every CPU, and a
+        # low priority lets it have them first (this process still runs at once on a CPU training leaves idle).
+        os.nice(10)
     from leadscore.models.registry import create_sqlite_store
 
     try:

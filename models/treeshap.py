@@ -19,9 +19,11 @@ features, tables over `MAX_TABLE_VALUES`, a node without data count) is refused 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -317,12 +319,31 @@ def _fill_tables(values, zero_start, zero_flat, table_start, table) -> None:
     fill_leaf_tables(values, zero_start, zero_flat, table_start, table, weights)
 
 
+_CACHE_SIZE = 2  # tables of the models used last in this process (a few MB each at the demo's size)
+_cache: dict[str, TreeShapTables] = {}
+_cache_lock = threading.Lock()
+
+
 def build_tables(booster) -> TreeShapTables:
-    """`TreeShapTables.build`, unless switched off (`LEADSCORE_TREESHAP=lightgbm`, to compare) or numba is absent."""
+    """`TreeShapTables.build`, unless switched off (`LEADSCORE_TREESHAP=lightgbm`, to compare) or numba is absent.
+
+    The tables of the last few models are kept by the digest of the model's text, so loading the same model again
+    in one process (the registry's copy after training, the validation MLflow runs while logging it) does not
+    build them again. The tables are never modified, so sharing them is safe."""
     if os.environ.get("LEADSCORE_TREESHAP", "").strip().lower() == "lightgbm":
         raise Unsupported("LEADSCORE_TREESHAP=lightgbm")
     try:
         import numba  # noqa: F401
     except ImportError as exc:
         raise Unsupported("numba is not installed") from exc
-    return TreeShapTables.build(booster)
+    key = hashlib.sha256(booster.model_to_string().encode("utf-8")).hexdigest()
+    with _cache_lock:
+        if key in _cache:
+            _cache[key] = _cache.pop(key)  # the most recently used last
+            return _cache[key]
+    tables = TreeShapTables.build(booster)
+    with _cache_lock:
+        _cache[key] = tables
+        while len(_cache) > _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))
+    return tables

@@ -164,7 +164,8 @@ def start_report(result: TrainResult, directory: str | os.PathLike, *, version: 
 def figure_parts(data: ReportData, categorical: tuple[tuple[str, ...], dict[str, Any]]) -> dict[str, Any]:
     """What the report's figures are drawn from (`training_plots.report_figures`): plain arrays and tables."""
     columns, vocab = categorical
-    return {"y": data.y, "curves": data.curves, "bands": data.bands, "contributions": data.contributions,
+    return {"y": data.y, "curves": data.curves, "roc_pr": training_plots.roc_pr_points(data.y, data.curves),
+            "bands": data.bands, "contributions": data.contributions,
             "explained": data.explained, "learning": data.learning, "backtest": data.backtest,
             "categorical": tuple(columns), "vocab": dict(vocab)}
 

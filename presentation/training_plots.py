@@ -77,20 +77,34 @@ def gains_figure(y: np.ndarray, curves: Mapping[str, np.ndarray]) -> Any:
     return fig
 
 
-def roc_pr_figure(y: np.ndarray, curves: Mapping[str, np.ndarray]) -> Any:
-    """ROC and precision-recall curves of each model on the same leads, with ROC AUC and PR AUC in the legend."""
+def roc_pr_points(y: np.ndarray, curves: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Each model's ROC and precision-recall curve points with ROC AUC and PR AUC: what `roc_pr_figure` draws.
+    Computed where the scores are (scikit-learn is loaded there): the figure process need not load it."""
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
     y = np.asarray(y, dtype=int)
+    out = {}
+    for name, p in curves.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        precision, recall, _ = precision_recall_curve(y, p)
+        out[name] = {"fpr": fpr, "tpr": tpr, "roc_auc": float(roc_auc_score(y, p)), "recall": recall,
+                     "precision": precision, "pr_auc": float(average_precision_score(y, p))}
+    return out
+
+
+def roc_pr_figure(y: np.ndarray, curves: Mapping[str, np.ndarray],
+                  points: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
+    """ROC and precision-recall curves of each model on the same leads, with ROC AUC and PR AUC in the legend
+    (`points`: `roc_pr_points` of the same labels and scores, when already computed)."""
+    y = np.asarray(y, dtype=int)
+    points = roc_pr_points(y, curves) if points is None else points
     fig, (ax_roc, ax_pr) = figure(1, 2, size=(11, 4.5))
     ax_roc.plot([0, 1], [0, 1], ls="--", color=GREY, lw=1, label="random order")
     ax_pr.axhline(y.mean(), ls="--", color=GREY, lw=1, label=f"random order ({y.mean():.1%})")
-    for i, (name, p) in enumerate(curves.items()):
-        colour = COLOURS[i % len(COLOURS)]
-        fpr, tpr, _ = roc_curve(y, p)
-        ax_roc.plot(fpr, tpr, label=f"{name} (ROC AUC {roc_auc_score(y, p):.3f})", color=colour)
-        precision, recall, _ = precision_recall_curve(y, p)
-        ax_pr.plot(recall, precision, label=f"{name} (PR AUC {average_precision_score(y, p):.3f})", color=colour)
+    for i, name in enumerate(curves):
+        colour, pt = COLOURS[i % len(COLOURS)], points[name]
+        ax_roc.plot(pt["fpr"], pt["tpr"], label=f"{name} (ROC AUC {pt['roc_auc']:.3f})", color=colour)
+        ax_pr.plot(pt["recall"], pt["precision"], label=f"{name} (PR AUC {pt['pr_auc']:.3f})", color=colour)
     ax_roc.set_xlabel("share of non-converting leads flagged")
     ax_roc.set_ylabel("share of converting leads flagged")
     ax_roc.set_title("ROC curve on the test slice")
@@ -264,7 +278,7 @@ def report_figures(parts: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
     figures = {
         "plots_reliability": ("reliability.png", reliability_figure(y, curves)),
         "plots_gains_lift": ("gains_lift.png", gains_figure(y, curves)),
-        "plots_roc_pr": ("roc_pr.png", roc_pr_figure(y, curves)),
+        "plots_roc_pr": ("roc_pr.png", roc_pr_figure(y, curves, parts.get("roc_pr"))),
         "plots_bands": ("bands.png", bands_figure(parts["bands"])),
         "plots_shap_summary": ("shap_summary.png", contributions_figure(
             parts["contributions"], parts["explained"], categorical=set(parts["categorical"]))),

@@ -335,3 +335,32 @@ def test_figures_drawn_by_a_separate_process_are_the_ones_drawn_here(report, tmp
     for key, path in here.items():
         if path.suffix == ".png":
             assert drawn[key].read_bytes() == path.read_bytes(), key
+
+
+def test_roc_pr_figure_from_points_computed_elsewhere_needs_no_scikit_learn(tmp_path):
+    """The figure process draws the ROC / PR figure from points the training run computed: the same PNG as
+    computing them there, and scikit-learn (seconds to import) is never loaded for it."""
+    import pickle
+    import subprocess
+    import sys
+
+    from leadscore.presentation.figures import png
+    from leadscore.presentation.training_plots import roc_pr_figure, roc_pr_points
+
+    rng = np.random.default_rng(5)
+    p = rng.random(600)
+    y = (rng.random(600) < p).astype(int)
+    curves = {"model": p, "baseline": np.clip(p + rng.normal(0, 0.2, 600), 0, 1)}
+    points = roc_pr_points(y, curves)
+    assert png(roc_pr_figure(y, curves, points)) == png(roc_pr_figure(y, curves))
+    source = tmp_path / "points.pickle"
+    source.write_bytes(pickle.dumps((y, curves, points)))
+    code = ("import pickle, sys\n"
+            "from leadscore.presentation.figures import png\n"
+            "from leadscore.presentation.training_plots import roc_pr_figure\n"
+            f"y, curves, points = pickle.loads(open({str(source)!r}, 'rb').read())\n"
+            "sys.stdout.buffer.write(png(roc_pr_figure(y, curves, points)))\n"
+            "sys.stderr.write(str('sklearn' in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert proc.stdout == png(roc_pr_figure(y, curves, points))
+    assert proc.stderr.decode().strip() == "False"

@@ -121,6 +121,22 @@ def test_what_the_kernel_does_not_cover_falls_back_to_lightgbm(monkeypatch):
     assert np.abs(kernel.contributions(X) - want).max() <= 1e-9
 
 
+def test_tables_are_built_once_per_model_text():
+    """A model loaded again from its text (the registry's copy) reuses the tables; another model gets its own."""
+    X, y = _data(800, seed=3)
+    params = {"objective": "binary", "verbose": -1, "seed": 2, "num_leaves": 7}
+    booster = lgb.train(params, lgb.Dataset(X, y), num_boost_round=12)
+    first = build_tables(booster)
+    again = lgb.Booster(model_str=booster.model_to_string())
+    assert build_tables(again) is first
+    other = lgb.train({**params, "seed": 3, "bagging_fraction": 0.7, "bagging_freq": 1}, lgb.Dataset(X, y),
+                      num_boost_round=12)
+    tables = build_tables(other)
+    assert tables is not first
+    assert np.abs(tables.contributions(X) - other.predict(X, pred_contrib=True)).max() <= 1e-9
+    assert np.abs(build_tables(again).contributions(X) - booster.predict(X, pred_contrib=True)).max() <= 1e-9
+
+
 def test_top_reasons_equal_a_stable_full_sort_ties_included():
     from leadscore.models.scorer import top_reasons
 
