@@ -115,7 +115,9 @@ def infer_columns(leads: pd.DataFrame, data: DataConfig, *, source: str, min_cou
                 numeric.append(col)
             continue
         if _is_datetime_text(values):
-            dropped[col] = "date/time column (use it as created_at or as_of, not as a feature)"
+            dropped[col] = ("date/time column (not a feature)" if data.created_at in leads.columns else
+                            f"date/time column (not a feature; if it is when the lead was created, --date {col} "
+                            f"splits by time instead of at random)")
             continue
         distinct = values.nunique(dropna=True)
         if distinct <= 1:

@@ -161,12 +161,12 @@ def run_checks(
                 if auc >= checks.leak_auc:
                     problem(FATAL if checks.stop_on_leaks else WARNING, "leak_auc", col,
                             f"column {col!r} alone ranks the label with AUC {auc:.3f} (>= {checks.leak_auc}): almost "
-                            f"surely filled in after the outcome; exclude it, or allow it if it is known at "
-                            f"scoring time")
+                            f"surely filled in after the outcome; exclude it (--drop {col}, or data.exclude in a "
+                            f"config), or allow it if it is known at scoring time (--allow {col})")
                 if notnull >= checks.missingness_auc:
                     problem(FATAL if checks.stop_on_leaks else WARNING, "leak_missingness", col,
                             f"whether {col!r} is filled in predicts the label with AUC {notnull:.3f}: it is "
-                            f"recorded after the outcome; exclude it")
+                            f"recorded after the outcome; exclude it (--drop {col}, or data.exclude in a config)")
                 elif notnull >= 0.75:
                     problem(WARNING, "missingness", col,
                             f"whether {col!r} is filled in predicts the label with AUC {notnull:.3f}; check that it "

@@ -66,8 +66,13 @@ def test_placeholder_values_become_missing_in_training_and_scoring():
 
 
 def test_without_dates_the_split_is_stratified_random_and_said_so():
-    result = train_model(_flat(), config=_cfg(decimal="."))
+    flat = _flat().assign(**{"Lead Created": lambda d: pd.Timestamp("2025-01-01")
+                             + pd.to_timedelta(np.arange(len(d)) % 300, unit="D")})
+    flat["Lead Created"] = flat["Lead Created"].dt.strftime("%Y-%m-%d")
+    result = train_model(flat, config=_cfg(decimal="."))
     assert result.split.method == "stratified random (no dates)"
+    # A date column that may be the creation time is not a feature, and the reason names the option to use it.
+    assert "--date Lead Created splits by time" in result.bundle.spec.dropped_columns["Lead Created"]
     y = result.frame.y
     rates = [y[m].mean() for m in (result.split.train, result.split.calibration, result.split.test)]
     assert max(rates) - min(rates) < 0.03
@@ -89,8 +94,9 @@ def test_sufficiency_gate_recommends_the_rules():
 
 def test_a_leaky_column_stops_training_and_can_be_allowed():
     flat = _flat().assign(Stage=lambda d: np.where(d["Won"] == "1", "closed_won", "open"))
-    with pytest.raises(DataCheckFailed, match="column 'Stage' alone ranks the label with AUC 1.000"):
+    with pytest.raises(DataCheckFailed, match="column 'Stage' alone ranks the label with AUC 1.000") as caught:
         train_model(flat, config=_cfg(decimal="."))
+    assert "--drop Stage" in str(caught.value) and "--allow Stage" in str(caught.value)  # what to do, named
     allowed = train_model(flat, config=_cfg(decimal=".", allow_columns=("Stage",)))
     notes = [p for p in allowed.checks.problems if p["column"] == "Stage"]
     assert [(p["severity"], p["check"]) for p in notes] == [("info", "allowed")]
