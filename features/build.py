@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -116,8 +117,8 @@ def infer_columns(leads: pd.DataFrame, data: DataConfig, *, source: str, min_cou
             continue
         if _is_datetime_text(values):
             dropped[col] = ("date/time column (not a feature)" if data.created_at in leads.columns else
-                            f"date/time column (not a feature; if it is when the lead was created, --date {col} "
-                            f"splits by time instead of at random)")
+                            f"date/time column (not a feature; if it is when the lead was created, --date "
+                            f"{shlex.quote(str(col))} splits by time instead of at random)")
             continue
         distinct = values.nunique(dropna=True)
         if distinct <= 1:

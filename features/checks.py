@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,15 +159,16 @@ def run_checks(
                 problem(INFO, "allowed", col, f"column {col!r} is let through the leakage probes by config "
                                               f"(allow_columns); alone it ranks the label with AUC {auc:.3f}")
             if is_feature and col not in allowed:
+                name = shlex.quote(str(col))  # as the command line takes it
                 if auc >= checks.leak_auc:
                     problem(FATAL if checks.stop_on_leaks else WARNING, "leak_auc", col,
                             f"column {col!r} alone ranks the label with AUC {auc:.3f} (>= {checks.leak_auc}): almost "
-                            f"surely filled in after the outcome; exclude it (--drop {col}, or data.exclude in a "
-                            f"config), or allow it if it is known at scoring time (--allow {col})")
+                            f"surely filled in after the outcome; exclude it (--drop {name}, or data.exclude in a "
+                            f"config), or allow it if it is known at scoring time (--allow {name})")
                 if notnull >= checks.missingness_auc:
                     problem(FATAL if checks.stop_on_leaks else WARNING, "leak_missingness", col,
                             f"whether {col!r} is filled in predicts the label with AUC {notnull:.3f}: it is "
-                            f"recorded after the outcome; exclude it (--drop {col}, or data.exclude in a config)")
+                            f"recorded after the outcome; exclude it (--drop {name}, or data.exclude in a config)")
                 elif notnull >= 0.75:
                     problem(WARNING, "missingness", col,
                             f"whether {col!r} is filled in predicts the label with AUC {notnull:.3f}; check that it "

@@ -72,7 +72,7 @@ def test_without_dates_the_split_is_stratified_random_and_said_so():
     result = train_model(flat, config=_cfg(decimal="."))
     assert result.split.method == "stratified random (no dates)"
     # A date column that may be the creation time is not a feature, and the reason names the option to use it.
-    assert "--date Lead Created splits by time" in result.bundle.spec.dropped_columns["Lead Created"]
+    assert "--date 'Lead Created' splits by time" in result.bundle.spec.dropped_columns["Lead Created"]
     y = result.frame.y
     rates = [y[m].mean() for m in (result.split.train, result.split.calibration, result.split.test)]
     assert max(rates) - min(rates) < 0.03
