@@ -58,6 +58,53 @@ def _is_datetime_text(values: pd.Series) -> bool:
     return bool(pd.to_datetime(sample, errors="coerce", utc=True, format="mixed").notna().all())
 
 
+# Words a lead table's creation-time column is named with ("lead_created_at", "CreatedDate", "Create Date",
+# "Date Created", "signup_date"): one of _CREATED_WORDS, the rest from _CREATED_OTHER. A name with any other
+# word ("opportunity_created_at", "account_created", "last_modified") is some other record's time.
+_CREATED_WORDS = frozenset({"created", "creation", "create", "createdate", "createddate", "createdat", "signup",
+                            "signed", "registered", "registration"})
+_CREATED_OTHER = frozenset({"lead", "leads", "contact", "prospect", "record", "mql", "inquiry", "sign", "up",
+                            "date", "time", "at", "on", "datetime", "timestamp", "ts", "utc", "dt", "of"})
+
+
+def _name_words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
+    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+
+
+def created_column_candidates(leads: pd.DataFrame, data: DataConfig) -> list[str]:
+    """Lead columns whose name says "when the lead was created" and whose cells read as dates."""
+    found = []
+    for col in leads.columns:
+        words = set(_name_words(col))
+        if col in (data.lead_id, data.label, data.converted_at) or col in data.excluded:
+            continue
+        if not (words & _CREATED_WORDS) or not words <= (_CREATED_WORDS | _CREATED_OTHER):
+            continue
+        values = leads[col]
+        if pd.api.types.is_datetime64_any_dtype(values.dtype) or _is_datetime_text(values):
+            found.append(str(col))
+    return found
+
+
+def resolve_created_column(leads: pd.DataFrame, data: DataConfig, *, source: str) -> tuple[DataConfig, str | None]:
+    """The data config with its creation-time column settled against the lead table, and the column found by name.
+
+    A column named on purpose (`--date`, `data.created_at`) must exist. With the default name absent, a single
+    column named like a creation time whose cells are dates takes its place (the time split and as_of need it);
+    with none or several, the table is treated as having no creation time.
+    """
+    default = DataConfig.created_at
+    if data.created_at in leads.columns:
+        return data, None
+    if data.created_at != default:
+        require_columns(leads, [data.created_at], source=source, what="creation time (--date / data.created_at)")
+    found = created_column_candidates(leads, data)
+    if len(found) != 1:
+        return data, None
+    return dataclasses.replace(data, created_at=found[0]), found[0]
+
+
 def _two_valued_with_token(values: pd.Series, numbers: pd.Series, bad: pd.Series, min_count: int) -> bool:
     """A yes/no (or 0/1) column whose unreadable cells are mostly one frequent token such as 'unknown'."""
     if not bad.any() or numbers.dropna().nunique() > 2:

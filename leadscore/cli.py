@@ -184,7 +184,8 @@ def _metrics_table(summary: dict):
 def _candidates_table(rows: list[dict]):
     from rich.table import Table
 
-    table = Table(title="Learners, cross-validated on the training leads (lowest log loss wins; ties to the simpler)")
+    table = Table(title="Learners, cross-validated on the training leads (lowest log loss wins; ties, and a more "
+                        "complex learner that ranks no better, go to the simpler)")
     for col in ("learner", "CV log loss", "CV ROC AUC", "calibration", "chosen"):
         table.add_column(col, justify="left" if col in ("learner", "calibration") else "right")
     for row in rows:
@@ -217,8 +218,12 @@ def _show_training(result: dict, as_json: bool):
     slices = (f"train {data['train_rows']:,} ({data['cross_fit_folds']}-fold cross-fit) / test {data['test_rows']:,}"
               if data.get("cross_fit_folds") else
               f"train {data['train_rows']:,} / calibration {data['calibration_rows']:,} / test {data['test_rows']:,}")
+    method = data["method"]
+    if data.get("created_column_detected"):
+        method += (f" on {data['created_column_detected']!r}, the creation time found by its name; "
+                   f"--date COLUMN names another")
     console.print(f"Leads: {data['leads']:,}; labelled {data['labelled']:,} ({data['positives']:,} converted)."
-                  f"{left_out} Split ({data['method']}): {slices}.", highlight=False)
+                  f"{left_out} Split ({method}): {slices}.", highlight=False)
     verdict = result.get("verdict")
     if verdict:
         style = {"no_signal": "bold red", "baseline_better": "bold yellow"}.get(verdict["verdict"], "bold green")

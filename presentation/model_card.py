@@ -274,8 +274,12 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
         auc = backtest["roc_auc"].dropna()
         capped = (f" (its latest {REPORT_MAX_FIT_ROWS:,} leads where there are more)"
                   if (backtest["n_train"] >= REPORT_MAX_FIT_ROWS).any() else "")
-        out += ["Rolling origin by month of as_of: each fold fits the run's own LightGBM (its parameters and tree "
-                f"count) on every earlier month except the last{capped}, calibrates on that last month and tests on "
+        learner = {"lightgbm": "LightGBM (its parameters and tree count)",
+                   "logistic": "logistic model (its L2 strength and terms)",
+                   "blend": "blend (its LightGBM and logistic model at the run's weight)"
+                   }.get(getattr(bundle.model, "kind", "lightgbm"), "learner")
+        out += [f"Rolling origin by month of as_of: each fold fits the run's own {learner} "
+                f"on every earlier month except the last{capped}, calibrates on that last month and tests on "
                 "the next one; a month with under a third of the median month's leads (cut short where the data "
                 "ends) is not tested.", "",
                 markdown_table(shown, {"n_train": "n", "n": "n", "positives": "n", "roc_auc": "roc_auc",
@@ -286,13 +290,18 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
                     ""]
 
     if learning is not None and not learning.empty:
+        has_trees = bool(learning["n_trees"].notna().any())
+        columns = {"fraction": _pct, "n_train": "n", "positives": "n", "n_trees": "n", "roc_auc": "roc_auc",
+                   "log_loss": "log_loss"}
+        if not has_trees:
+            columns.pop("n_trees")
         out += ["## Learning curve", "",
-                "Test metrics when fitting on the most recent share of the training slice (fixed tree count, "
-                "same calibration slice)"
+                "Test metrics when fitting the run's learner on the most recent share of the training slice ("
+                + ("fixed tree count, " if has_trees else "")
+                + "same calibration slice)"
                 + (f"; above {REPORT_MAX_FIT_ROWS:,} leads only the full slice is shown, and it is the run's own "
                    "model" if (learning["n_train"] > REPORT_MAX_FIT_ROWS).any() else "") + ":", "",
-                markdown_table(learning, {"fraction": _pct, "n_train": "n", "positives": "n", "n_trees": "n",
-                                          "roc_auc": "roc_auc", "log_loss": "log_loss"}), ""]
+                markdown_table(learning if has_trees else learning.drop(columns="n_trees"), columns), ""]
 
     out += ["## Intended use and limits", "", *_limits(result, segments, backtest), ""]
     return "\n".join(out)

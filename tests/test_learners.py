@@ -210,3 +210,32 @@ def test_side_by_side_cross_fit_gives_lightgbm_cv_models_and_rounds(max_trees, p
         assert all(fitted[1] == max_trees for fitted in runs[2].values())
     elif max_trees == 400:
         assert any(fitted[1] < max_trees - patience for fitted in runs[2].values())  # early stopping happened
+
+
+def _candidate(name: str, losses: np.ndarray, auc: float):
+    from leadscore.training.crossfit import CandidateResult
+
+    return CandidateResult(name, np.zeros(len(losses)), float(losses.mean()), auc, "none", {}, 0.0, losses)
+
+
+def test_a_learner_that_lowers_the_log_loss_but_ranks_no_better_loses_to_the_simpler():
+    from leadscore.training.crossfit import choose
+
+    rng = np.random.default_rng(0)
+    base = rng.exponential(0.6, 3000)
+    tree_better = base - 0.01 + rng.normal(0, 0.05, 3000)  # lower log loss, far beyond its noise
+    # Better on both: the tree. Lower loss but no better ranking: the simplest that ranks at least as well.
+    both = {"logistic": _candidate("logistic", base, 0.650), "lightgbm_small": _candidate("lightgbm_small",
+                                                                                          tree_better, 0.700)}
+    assert choose(both) == "lightgbm_small"
+    ranks_worse = {"logistic": _candidate("logistic", base, 0.660),
+                   "logistic_splines": _candidate("logistic_splines", base + 0.002, 0.655),
+                   "lightgbm_small": _candidate("lightgbm_small", tree_better, 0.657)}
+    assert choose(ranks_worse) == "logistic"
+    splines_rank = {**ranks_worse, "logistic": _candidate("logistic", base + 0.004, 0.640),
+                    "logistic_splines": _candidate("logistic_splines", base + 0.002, 0.658)}
+    assert choose(splines_rank) == "logistic_splines"
+    # Within noise on the loss, the simpler wins whatever the ranking says.
+    noisy = {"logistic": _candidate("logistic", base, 0.600),
+             "lightgbm": _candidate("lightgbm", base + rng.normal(0, 0.5, 3000) - 0.001, 0.700)}
+    assert choose(noisy) == "logistic"

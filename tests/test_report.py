@@ -364,3 +364,26 @@ def test_roc_pr_figure_from_points_computed_elsewhere_needs_no_scikit_learn(tmp_
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert proc.stdout == png(roc_pr_figure(y, curves, points))
     assert proc.stderr.decode().strip() == "False"
+
+
+def test_a_logistic_run_gets_the_whole_report_with_its_own_model_fitted_again(tmp_path):
+    """The learning curve and the backtest fit the run's learner: a logistic model (here with spline terms) is
+    fitted again at its L2 strength, not a LightGBM the run never chose (the report used to stop on it)."""
+    import dataclasses
+
+    from leadscore.presentation.model_report import write_report
+    from leadscore.training.train import train_model
+
+    world = generate_demo_world(n_leads=4000, seed=2)
+    config = TrainConfig(seed=2)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, candidates=("logistic_splines",)))
+    result = train_model(world.leads, world.outcomes, world.events, config)
+    assert result.bundle.model.kind == "logistic" and result.bundle.booster is None
+    files = write_report(result, tmp_path)
+    curve = pd.read_csv(files["report_learning_curve"]).sort_values("fraction")
+    folds = pd.read_csv(files["report_backtest"])
+    assert len(curve) >= 3 and curve["n_trees"].isna().all() and curve["roc_auc"].iloc[-1] > 0.8
+    assert len(folds) >= 2 and folds["n_trees"].isna().all() and (folds["roc_auc"] > 0.75).all()
+    card = files["report_model_card"].read_text(encoding="utf-8")
+    assert "fits the run's own logistic model (its L2 strength and terms)" in card
+    assert "fixed tree count" not in card

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +27,47 @@ BACKTEST_COLUMNS = (
     "n_train", "n_calibration", "n_trees", "n", "positives", "positive_rate", "mean_probability", "roc_auc", "ece",
     "calibration_in_the_large", "brier",
 )
+
+
+@dataclass(frozen=True)
+class RunLearner:
+    """A run's own learner as a recipe to fit again on other leads (the learning curve, the backtest's folds): its
+    trees (LightGBM parameters and tree count), its logistic part (L2 strength, spline terms) and the weight of
+    the trees in the margin (1: trees only, 0: the logistic model only)."""
+
+    trees: tuple[dict[str, Any], int] | None = None
+    linear: tuple[float, bool] | None = None
+    weight: float = 1.0
+
+    @property
+    def n_trees(self) -> int | None:
+        return None if self.trees is None else int(self.trees[1])
+
+    def fit(self, frame: LeadFrame, rows: np.ndarray, n_threads: int, seed: int = 0
+            ) -> Callable[[np.ndarray], np.ndarray]:
+        """Fit on `rows` of the frame; returns the margin of other rows (by position in the frame)."""
+        from leadscore.models.learners import LinearMargin
+        from leadscore.training.crossfit import fit_lightgbm_rounds
+
+        X, y = frame.X, frame.y
+        booster = linear = None
+        if self.trees is not None:
+            booster = fit_lightgbm_rounds(X.iloc[rows], y[rows], {**self.trees[0], "num_threads": n_threads},
+                                          list(frame.spec.categorical_columns), self.trees[1])
+        if self.linear is not None:
+            c, splines = self.linear
+            linear = LinearMargin.fit(frame.spec, X.iloc[rows].to_numpy(dtype="float64"), y[rows].astype("float64"),
+                                      c=c, splines=splines, seed=seed)
+
+        def margin(idx: np.ndarray) -> np.ndarray:
+            out = np.zeros(len(idx))
+            if booster is not None:
+                out += self.weight * booster.predict(X.iloc[idx], raw_score=True)
+            if linear is not None:
+                out += (1 - self.weight if booster is not None else 1.0) * linear.margin(
+                    X.iloc[idx].to_numpy(dtype="float64"))
+            return out
+        return margin
 
 
 def calibration_method(config: TrainConfig) -> str:
@@ -83,21 +126,23 @@ def _whole_periods(folds: list[tuple]) -> list[tuple]:
 
 def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M", min_train_periods: int = 3,
                      max_folds: int | None = None, max_train_rows: int | None = None,
-                     trees: tuple[dict[str, Any], int] | None = None) -> pd.DataFrame:
+                     trees: RunLearner | tuple[dict[str, Any], int] | None = None) -> pd.DataFrame:
     """Rolling-origin backtest: fit on all periods before the last one before the test period, calibrate on that one.
 
     Fold k tests period k; LightGBM is fitted as in training (early stopping on the latest share, then a refit)
     on periods < k-1, and the calibration (`calibration_method`) on period k-1. One row per fold; `max_folds`
     keeps only the most recent folds, `max_train_rows` fits each fold on at most that many of its most recent
     training leads (a sliding window instead of all the past: the fold cost stays bounded on large exports).
-    With `trees` (LightGBM parameters and a tree count, e.g. a run's own), each fold is one fit of those trees
-    instead of early stopping and a refit. `train_end` (latest training as_of) is always before `test_start`.
+    With `trees` (a run's own learner, `run_learner`, or LightGBM parameters and a tree count), each fold is one
+    fit of it instead of early stopping and a refit of LightGBM. `train_end` (latest training as_of) is always
+    before `test_start`.
     A test period cut short (fewer leads than `PARTIAL_PERIOD_SHARE` of the median period's) is left out.
     """
-    from leadscore.training.crossfit import fit_lightgbm_rounds, parallel_fits
+    from leadscore.training.crossfit import parallel_fits
     from leadscore.training.train import fit_lightgbm
 
-    cats = list(frame.spec.categorical_columns)
+    if isinstance(trees, tuple):
+        trees = RunLearner(trees=trees)
     if len(frame) == 0 or frame.as_of.isna().any():
         # Without dates there is no time order to roll over.
         return pd.DataFrame(columns=list(BACKTEST_COLUMNS))
@@ -127,20 +172,18 @@ def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M"
     def fold_fit(train: np.ndarray):
         def run(n_threads: int):
             if trees is None:
-                return fit_lightgbm(frame, train, config)
-            fit_rows = np.flatnonzero(train)
-            return (fit_lightgbm_rounds(X.iloc[fit_rows], y[fit_rows], {**trees[0], "num_threads": n_threads}, cats,
-                                        trees[1]), {"n_trees": trees[1]})
+                booster, info = fit_lightgbm(frame, train, config)
+                return (lambda idx: booster.predict(X.iloc[idx], raw_score=True)), info["n_trees"]
+            return trees.fit(frame, np.flatnonzero(train), n_threads, config.seed), trees.n_trees
         return run
 
-    # Fits of the run's own trees run side by side; with early stopping (`fit_lightgbm`) one after the other.
+    # Fits of the run's own learner run side by side; with early stopping (`fit_lightgbm`) one after the other.
     fits = parallel_fits([fold_fit(f[2]) for f in folds], [f[2].sum() for f in folds]) if trees is not None else \
         [fold_fit(f[2])(0) for f in folds]
     rows = []
-    for (test_p, cal_p, train, cal, test), (booster, info) in zip(folds, fits, strict=True):
-        calibrator = make_calibrator(calibration_method(config)).fit(
-            booster.predict(X.iloc[np.flatnonzero(cal)], raw_score=True), y[cal])
-        p = calibrator.predict(booster.predict(X.iloc[np.flatnonzero(test)], raw_score=True))
+    for (test_p, cal_p, train, cal, test), (margin, n_trees) in zip(folds, fits, strict=True):
+        calibrator = make_calibrator(calibration_method(config)).fit(margin(np.flatnonzero(cal)), y[cal])
+        p = calibrator.predict(margin(np.flatnonzero(test)))
         test_start, test_end = _period_bounds(test_p)
         rows.append({
             "fold": len(rows) + 1,
@@ -153,7 +196,7 @@ def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M"
             "train_end": as_of[train].max(),
             "n_train": int(train.sum()),
             "n_calibration": int(cal.sum()),
-            "n_trees": int(info["n_trees"]),
+            "n_trees": None if n_trees is None else int(n_trees),
             **probability_metrics(y[test], p),
         })
     return pd.DataFrame(rows, columns=list(BACKTEST_COLUMNS))
@@ -226,9 +269,10 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
                    n_trees: int | None = None, max_fit_rows: int | None = None) -> pd.DataFrame:
     """Test ROC AUC and log loss when fitting on the latest fraction of the training slice (fixed tree count).
 
-    The trees are the run's own LightGBM: the preset the cross-fit chose (alone or as the tree half of a blend)
-    at its tree count, else the configured parameters. Each model is calibrated on the run's calibration slice
-    (the latest 15% of the training leads when the run was cross-fitted), so log loss compares fairly.
+    The learner is the run's own (`run_learner`): its LightGBM (the preset the cross-fit chose at its tree count,
+    else the configured parameters), its logistic model, or the blend of both. Each model is calibrated on the
+    run's calibration slice (the latest 15% of the training leads when the run was cross-fitted), so log loss
+    compares fairly.
     With `max_fit_rows`, points that would fit more leads than that are left out, except the full slice of a run
     that was not cross-fitted: that point is the run's own model (fitted on the same leads with the same number of
     trees and calibrated on the same slice), read from its test scores instead of fitted again; the other points
@@ -236,13 +280,13 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
     """
     from sklearn.metrics import log_loss, roc_auc_score
 
-    from leadscore.training.crossfit import fit_lightgbm_rounds, parallel_fits
+    from leadscore.training.crossfit import parallel_fits
 
     config = result.config
     frame, split = result.frame, result.split
-    params, run_n_trees = run_trees(result)
-    n_trees = int(n_trees or run_n_trees)
-    X = frame.X
+    learner = run_learner(result)
+    if n_trees is not None and learner.trees is not None:
+        learner = dataclasses.replace(learner, trees=(learner.trees[0], int(n_trees)))
     y = frame.y
     order = time_order(split.train, frame.as_of, config.seed)
     cal_idx, test_idx = np.flatnonzero(split.calibration), np.flatnonzero(split.test)
@@ -250,7 +294,6 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
         # Cross-fitted run (no calibration slice): the latest 15% of the training leads calibrate each curve point.
         n_cal = max(1, int(round(0.15 * len(order))))
         cal_idx, order = order[-n_cal:], order[:-n_cal]
-    cats = list(frame.spec.categorical_columns)
     run_is_full_point = bool(np.asarray(split.calibration).any()) and result.params.get("learner") == "lightgbm"
     if max_fit_rows is not None and len(order) > max_fit_rows:
         # A large slice: the same shape of curve over at most `max_fit_rows` leads, then the run's own model.
@@ -267,11 +310,9 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
 
     def point_fit(rows_idx: np.ndarray):
         def run(n_threads: int):
-            booster = fit_lightgbm_rounds(X.iloc[rows_idx], y[rows_idx], {**params, "num_threads": n_threads}, cats,
-                                          n_trees)
-            calibrator = make_calibrator(calibration_method(config)).fit(
-                booster.predict(X.iloc[cal_idx], raw_score=True), y[cal_idx])
-            return calibrator.predict(booster.predict(X.iloc[test_idx], raw_score=True))
+            margin = learner.fit(frame, rows_idx, n_threads, config.seed)
+            calibrator = make_calibrator(calibration_method(config)).fit(margin(cal_idx), y[cal_idx])
+            return calibrator.predict(margin(test_idx))
         return run
 
     fitted = iter(parallel_fits([point_fit(idx) for _, _, idx, fit in points if fit],
@@ -281,15 +322,30 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
         # A point too large to fit again is the run's own model: its test scores.
         p = next(fitted) if fit else result.test_scores["probability"].to_numpy(dtype="float64")
         rows.append({"fraction": fraction, "n_train": int(n), "positives": int(y[rows_idx].sum()),
-                     "n_trees": n_trees, "roc_auc": float(roc_auc_score(y[test_idx], p)),
+                     "n_trees": learner.n_trees, "roc_auc": float(roc_auc_score(y[test_idx], p)),
                      "log_loss": float(log_loss(y[test_idx], np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))})
     return pd.DataFrame(rows, columns=["fraction", "n_train", "positives", "n_trees", "roc_auc", "log_loss"])
 
 
-def run_trees(result: TrainResult) -> tuple[dict[str, Any], int]:
-    """The run's own LightGBM as (parameters, tree count): what the learning curve and the backtest refit."""
-    n_trees = int(result.params.get("n_trees") or result.bundle.booster.num_trees())
+def run_trees(result: TrainResult) -> tuple[dict[str, Any], int] | None:
+    """The run's own LightGBM as (parameters, tree count), alone or as the tree half of a blend; None for a
+    logistic model."""
+    booster = getattr(result.bundle.model, "booster", None)
+    if booster is None:
+        return None
+    n_trees = int(result.params.get("n_trees") or booster.num_trees())
     return _tree_params(result, int(np.asarray(result.split.train).sum())), n_trees
+
+
+def run_learner(result: TrainResult) -> RunLearner:
+    """The run's own learner, what the learning curve and the backtest fit again: its trees, its logistic model
+    (the same L2 strength and spline terms) or the blend of both at the run's weight."""
+    model = result.bundle.model
+    linear = getattr(model, "linear", model if getattr(model, "kind", None) == "logistic" else None)
+    spline = None if linear is None else (float(linear.c), bool(linear.encoder.splines))
+    trees = run_trees(result)
+    weight = float(getattr(model, "weight", 1.0 if linear is None else 0.0))
+    return RunLearner(trees=trees, linear=spline, weight=weight)
 
 
 def _tree_params(result: TrainResult, n_rows: int) -> dict[str, Any]:

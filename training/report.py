@@ -18,7 +18,7 @@ import pandas as pd
 from leadscore.models.explain import margin_contributions
 from leadscore.models.metrics import BOOTSTRAP_DRAWS, bootstrap_metrics
 from leadscore.training.backtest import learning_curve as compute_learning_curve
-from leadscore.training.backtest import rolling_backtest, run_trees, segment_metrics
+from leadscore.training.backtest import rolling_backtest, run_learner, segment_metrics
 from leadscore.training.evaluate import band_table, baseline_probabilities
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def report_data(result: TrainResult, *, segment_columns: Sequence[str] | None = 
     if backtest and test.as_of.notna().all() and result.frame.as_of.notna().all():
         announce("report: rolling backtest (monthly folds)")
         folds = rolling_backtest(result.frame, result.config, max_folds=BACKTEST_FOLDS,
-                                 max_train_rows=REPORT_MAX_FIT_ROWS, trees=run_trees(result))
+                                 max_train_rows=REPORT_MAX_FIT_ROWS, trees=run_learner(result))
         lap("backtest")
 
     segments = segment_metrics(result.test_scores, test, default_segment_columns(result, segment_columns))

@@ -12,7 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscore.features.build import build_lead_frame, fit_spec, refit_vocabularies, type_events, type_leads
+from leadscore.features.build import (
+    build_lead_frame,
+    fit_spec,
+    refit_vocabularies,
+    resolve_created_column,
+    type_events,
+    type_leads,
+)
 from leadscore.features.checks import CheckReport, run_checks
 from leadscore.features.config import TrainConfig, config_to_dict
 from leadscore.features.errors import DataError
@@ -134,6 +141,7 @@ class Prepared:
     has_dates: bool
     data_end: pd.Timestamp | None = None
     label_mapping: Any = None  # features.labels.LabelMapping of a label column, else None
+    config: TrainConfig | None = None  # the run's config with its data section settled against the lead table
 
 
 class DataCheckFailed(DataError):
@@ -186,8 +194,9 @@ def prepare_training_data(
         events = events.take()
     config = config or TrainConfig()
     sources = {"leads": "leads", "events": "events", "outcomes": "outcomes", **(sources or {})}
-    data = config.data
-    require_columns(leads, [data.lead_id], source=sources["leads"], what="id")
+    require_columns(leads, [config.data.lead_id], source=sources["leads"], what="id")
+    data, detected = resolve_created_column(leads, config.data, source=sources["leads"])
+    config = dataclasses.replace(config, data=data)
     has_dates = data.created_at in leads.columns
     if data.label is None:
         if outcomes is None:
@@ -275,7 +284,9 @@ def prepare_training_data(
         frame = dataclasses.replace(frame, spec=spec)
     counts = {**labelled.counts, **split.describe(), "lead_stats": frame.stats,
               "train_positive_rate": float(frame.y[split.train].mean())}
-    return Prepared(spec, frame, split, counts, report, has_dates, data_end, mapping)
+    if detected is not None:
+        counts["created_column_detected"] = detected
+    return Prepared(spec, frame, split, counts, report, has_dates, data_end, mapping, config)
 
 
 def train_model(
@@ -300,6 +311,7 @@ def train_model(
     step(f"building point-in-time features ({len(leads):,} leads"
          + (f", {len(events):,} events)" if events is not None else ")"))
     prepared = prepare_training_data(leads, outcomes, events, config, data_end=data_end, sources=sources)
+    config = prepared.config or config
     del events  # a handed-over log has been let go; a frame stays the caller's
     spec, frame, split, counts = prepared.spec, prepared.frame, prepared.split, prepared.counts
     tuning = None
