@@ -13,8 +13,8 @@ test rows and the same point-in-time features, with categories as written in the
 - FLAML AutoML with a time budget (`pip install -e ".[bench]"`; skipped when absent).
 
 Data: X Education (stratified 25% test, random_state 605) and Olist (test = first contact from 2018-04-16)
-from ../shared/data when present; two leadforge bundles (seed 1 intermediate, seed 7 advanced, 5,000 leads);
-the demo world at 5,000 and 20,000 leads. Prints one JSON object; --write renders docs/real-data.md.
+from ../shared/data when present; two leadforge bundles (seed 1 intermediate, seed 7 advanced, 5,000 leads)
+and two leadforge task files as shipped (one flat table each); the demo world at 5,000 and 20,000 leads. Prints one JSON object; --write renders docs/real-data.md.
 """
 
 from __future__ import annotations
@@ -182,15 +182,23 @@ def run_one(name: str, leads, outcomes, events, config, *, budget: float, truth=
     return out
 
 
-def _leadforge(workdir: Path, seed: int, difficulty: str) -> Path | None:
+def _leadforge_bundle(workdir: Path, seed: int, difficulty: str, mode: str = "student_public",
+                      n_leads: int = 5000) -> Path | None:
     exe = shutil.which("leadforge") or str(Path(sys.executable).with_name("leadforge"))
     if not Path(exe).exists():
         return None
-    bundle = workdir / f"leadforge-{seed}"
-    subprocess.run([exe, "generate", "--recipe", "b2b_saas_procurement_v1", "--seed", str(seed), "--mode",
-                    "student_public", "--difficulty", difficulty, "--n-leads", "5000", "--out",
-                    str(workdir / "leadforge-bundle")], check=True, capture_output=True)
+    bundle = workdir / f"leadforge-{seed}-{mode}-{difficulty}-{n_leads}"
+    subprocess.run([exe, "generate", "--recipe", "b2b_saas_procurement_v1", "--seed", str(seed), "--mode", mode,
+                    "--difficulty", difficulty, "--n-leads", str(n_leads), "--out", str(workdir / "leadforge-bundle")],
+                   check=True, capture_output=True)
     shutil.move(str(workdir / "leadforge-bundle"), bundle)
+    return bundle
+
+
+def _leadforge(workdir: Path, seed: int, difficulty: str) -> Path | None:
+    bundle = _leadforge_bundle(workdir, seed, difficulty)
+    if bundle is None:
+        return None
     text = (REPO / "configs" / "leadforge.yaml").read_text().replace("../leadforge-bundle/", f"{bundle}/")
     path = workdir / f"leadforge-{seed}.yaml"
     path.write_text(text)
@@ -200,7 +208,7 @@ def _leadforge(workdir: Path, seed: int, difficulty: str) -> Path | None:
 def datasets(workdir: Path):
     """(name, loader) pairs; a loader returns (leads, outcomes, events, config, truth) or a skip reason."""
     from leadscore.demo_world import generate_demo_world
-    from leadscore.features.config import TrainConfig, load_config
+    from leadscore.features.config import DataConfig, TrainConfig, load_config
     from leadscore.pipeline import load_inputs
 
     def from_config(path: Path, **split):
@@ -225,12 +233,27 @@ def datasets(workdir: Path):
             return from_config(path)() if path else "leadforge is not installed"
         return load
 
+    def task_file(seed: int, difficulty: str, mode: str, n_leads: int):
+        # The bundle's task file as shipped, trained as `leadscore train --leads FILE --label ... --id lead_id
+        # --drop current_stage` would: one flat table, its creation column found by its name.
+        def load():
+            bundle = _leadforge_bundle(workdir, seed, difficulty, mode, n_leads)
+            if bundle is None:
+                return "leadforge is not installed"
+            leads = pd.read_parquet(bundle / "tasks" / "converted_within_90_days" / "train.parquet")
+            data = DataConfig(lead_id="lead_id", label="converted_within_90_days",
+                              exclude={"current_stage": "dropped on the command line (--drop)"})
+            return leads, None, None, TrainConfig(data=data), None
+        return load
+
     have = SHARED.exists()
     yield "X Education", from_config(REPO / "configs" / "x_education.yaml") if have else (lambda: "../shared absent")
     yield "Olist", from_config(REPO / "configs" / "olist.yaml", test_start="2018-04-16") if have else (
         lambda: "../shared absent")
     yield "leadforge seed 1 (intermediate)", leadforge(1, "intermediate")
     yield "leadforge seed 7 (advanced)", leadforge(7, "advanced")
+    yield "leadforge task file, seed 42 (2,800 leads)", task_file(42, "intro", "research_instructor", 4000)
+    yield "leadforge task file, seed 45 (1,400 leads)", task_file(45, "intro", "student_public", 2000)
     yield "demo 5k", demo(5_000)
     yield "demo 20k", demo(20_000)
 
@@ -289,7 +312,11 @@ def markdown(results: dict, budget: float) -> str:
               "with random_state 605); Olist (`configs/olist.yaml`, converted = deal won within 180 days, test = "
               "first contact from 2018-04-16); leadforge (`configs/leadforge.yaml` on bundles generated with "
               "`leadforge generate --recipe b2b_saas_procurement_v1 --mode student_public --n-leads 5000`, seed 1 "
-              "intermediate and seed 7 advanced); the demo world (`leadscore demo`'s generator, seed 0) at 5,000 "
+              "intermediate and seed 7 advanced); two leadforge task files as shipped (`tasks/converted_within_90_days/"
+              "train.parquet` alone, trained as `leadscore train --leads FILE --label converted_within_90_days --id "
+              "lead_id --drop current_stage` would, the creation column found by its name): seed 42 "
+              "`--mode research_instructor --difficulty intro --n-leads 4000` and seed 45 `--mode student_public "
+              "--difficulty intro --n-leads 2000`; the demo world (`leadscore demo`'s generator, seed 0) at 5,000 "
               "and 20,000 leads, split by time (latest 20% test)."]
     return "\n".join(lines) + "\n"
 
