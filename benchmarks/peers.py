@@ -14,7 +14,8 @@ test rows and the same point-in-time features, with categories as written in the
 
 Data: X Education (stratified 25% test, random_state 605) and Olist (test = first contact from 2018-04-16)
 from ../shared/data when present; two leadforge bundles (seed 1 intermediate, seed 7 advanced, 5,000 leads)
-and two leadforge task files as shipped (one flat table each); the demo world at 5,000 and 20,000 leads. Prints one JSON object; --write renders docs/real-data.md.
+and two leadforge task files as shipped (one flat table each); the demo world at 5,000 and 20,000 leads. Prints
+one JSON object; --write renders docs/real-data.md.
 """
 
 from __future__ import annotations

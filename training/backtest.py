@@ -33,41 +33,54 @@ BACKTEST_COLUMNS = (
 class RunLearner:
     """A run's own learner as a recipe to fit again on other leads (the learning curve, the backtest's folds): its
     trees (LightGBM parameters and tree count), its logistic part (L2 strength, spline terms) and the weight of
-    the trees in the margin (1: trees only, 0: the logistic model only)."""
+    the trees in the margin (1: trees only, 0: the logistic model only). `start`: the run's own logistic model;
+    its transforms (medians, scales, spline knots: unsupervised, fitted on its training leads) are reused so each
+    fit is only the coefficients, as in the cross-fit, and the solver starts from its coefficients (the same
+    optimum in fewer steps: the problem is convex)."""
 
     trees: tuple[dict[str, Any], int] | None = None
     linear: tuple[float, bool] | None = None
     weight: float = 1.0
+    start: Any = None
 
     @property
     def n_trees(self) -> int | None:
         return None if self.trees is None else int(self.trees[1])
 
-    def fit(self, frame: LeadFrame, rows: np.ndarray, n_threads: int, seed: int = 0
-            ) -> Callable[[np.ndarray], np.ndarray]:
-        """Fit on `rows` of the frame; returns the margin of other rows (by position in the frame)."""
-        from leadscore.models.learners import LinearMargin
+    def fitter(self, frame: LeadFrame) -> Callable[[np.ndarray, int, int], Callable[[np.ndarray], np.ndarray]]:
+        """`fit(rows, n_threads, seed)` on rows of the frame, returning the margin of other rows (by position).
+        The logistic design of every lead is built once here; the fits may then run side by side."""
+        from leadscore.models.learners import LinearEncoder, LinearMargin
         from leadscore.training.crossfit import fit_lightgbm_rounds
 
         X, y = frame.X, frame.y
-        booster = linear = None
-        if self.trees is not None:
-            booster = fit_lightgbm_rounds(X.iloc[rows], y[rows], {**self.trees[0], "num_threads": n_threads},
-                                          list(frame.spec.categorical_columns), self.trees[1])
+        design = encoder = None
         if self.linear is not None:
-            c, splines = self.linear
-            linear = LinearMargin.fit(frame.spec, X.iloc[rows].to_numpy(dtype="float64"), y[rows].astype("float64"),
-                                      c=c, splines=splines, seed=seed)
+            Xn = X.to_numpy(dtype="float64")
+            encoder = self.start.encoder if self.start is not None else \
+                LinearEncoder(frame.spec, splines=self.linear[1]).fit(Xn)
+            design = encoder.transform(Xn)[0]
+        cats = list(frame.spec.categorical_columns)
 
-        def margin(idx: np.ndarray) -> np.ndarray:
-            out = np.zeros(len(idx))
-            if booster is not None:
-                out += self.weight * booster.predict(X.iloc[idx], raw_score=True)
-            if linear is not None:
-                out += (1 - self.weight if booster is not None else 1.0) * linear.margin(
-                    X.iloc[idx].to_numpy(dtype="float64"))
-            return out
-        return margin
+        def fit(rows: np.ndarray, n_threads: int, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+            booster = linear = None
+            if self.trees is not None:
+                booster = fit_lightgbm_rounds(X.iloc[rows], y[rows], {**self.trees[0], "num_threads": n_threads},
+                                              cats, self.trees[1])
+            if design is not None:
+                linear = LinearMargin.fit_design(encoder, design[rows], y[rows].astype("float64"),
+                                                 c=self.linear[0], seed=seed, start=self.start)
+
+            def margin(idx: np.ndarray) -> np.ndarray:
+                out = np.zeros(len(idx))
+                if booster is not None:
+                    out += self.weight * booster.predict(X.iloc[idx], raw_score=True)
+                if linear is not None:
+                    scale = 1 - self.weight if booster is not None else 1.0
+                    out += scale * (design[idx] @ linear.coef + linear.intercept)
+                return out
+            return margin
+        return fit
 
 
 def calibration_method(config: TrainConfig) -> str:
@@ -169,12 +182,14 @@ def rolling_backtest(frame: LeadFrame, config: TrainConfig, *, period: str = "M"
         folds.append((test_p, cal_p, train, cal, test))
     folds = _whole_periods(folds)
 
+    fit_learner = trees.fitter(frame) if trees is not None and folds else None
+
     def fold_fit(train: np.ndarray):
         def run(n_threads: int):
-            if trees is None:
+            if fit_learner is None:
                 booster, info = fit_lightgbm(frame, train, config)
                 return (lambda idx: booster.predict(X.iloc[idx], raw_score=True)), info["n_trees"]
-            return trees.fit(frame, np.flatnonzero(train), n_threads, config.seed), trees.n_trees
+            return fit_learner(np.flatnonzero(train), n_threads, config.seed), trees.n_trees
         return run
 
     # Fits of the run's own learner run side by side; with early stopping (`fit_lightgbm`) one after the other.
@@ -308,9 +323,11 @@ def learning_curve(result: TrainResult, *, fractions: Sequence[float] = (0.1, 0.
             continue
         points.append((fraction, n, rows_idx, max_fit_rows is None or n <= max_fit_rows))
 
+    fit_learner = learner.fitter(frame) if any(fit for *_, fit in points) else None
+
     def point_fit(rows_idx: np.ndarray):
         def run(n_threads: int):
-            margin = learner.fit(frame, rows_idx, n_threads, config.seed)
+            margin = fit_learner(rows_idx, n_threads, config.seed)
             calibrator = make_calibrator(calibration_method(config)).fit(margin(cal_idx), y[cal_idx])
             return calibrator.predict(margin(test_idx))
         return run
@@ -345,7 +362,7 @@ def run_learner(result: TrainResult) -> RunLearner:
     spline = None if linear is None else (float(linear.c), bool(linear.encoder.splines))
     trees = run_trees(result)
     weight = float(getattr(model, "weight", 1.0 if linear is None else 0.0))
-    return RunLearner(trees=trees, linear=spline, weight=weight)
+    return RunLearner(trees=trees, linear=spline, weight=weight, start=linear)
 
 
 def _tree_params(result: TrainResult, n_rows: int) -> dict[str, Any]:
