@@ -89,22 +89,39 @@ def _with_dates(names: list[str], n: int = 600) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("name", ["Lead Created", "lead_created_at", "CreatedDate", "Create Date", "Date Created",
-                                  "signup_date"])
-def test_a_creation_time_column_is_found_by_its_name_and_scoring_uses_it(name):
-    result = train_model(_with_dates([name, "Last Activity"]), config=_cfg(decimal="."))
-    assert result.counts["created_column_detected"] == name
-    assert result.split.method == "time" and result.bundle.spec.created_column == name
-    assert name not in result.bundle.spec.dropped_columns  # the creation time, not a left-out column
-    fresh = _with_dates([name], 40)
-    assert len(Predictor(result.bundle).score(fresh.drop(columns="Won"))) == 40
+                                  "signup_date", "createdate"])
+def test_a_creation_time_column_is_found_by_its_name(name):
+    from leadscore.features.build import resolve_created_column
+
+    data = DataConfig(lead_id="Lead ID", label="Won")
+    table = _with_dates([name, "Last Activity", "opportunity_created_at"], 50)
+    resolved, found = resolve_created_column(table, data, source="leads")
+    assert found == name and resolved.created_at == name
+    # Not text that merely looks like a date column's name: the cells must read as dates.
+    assert resolve_created_column(table.assign(**{name: "n/a"}), data, source="leads") == (data, None)
 
 
-@pytest.mark.parametrize("names", [["opportunity_created_at"], ["account created"], ["Lead Created", "Created Date"]])
+@pytest.mark.parametrize("names", [["opportunity_created_at"], ["account created"], ["Last Modified Date"],
+                                   ["Lead Created", "Created Date"]])
 def test_no_creation_column_is_guessed_from_other_records_or_among_several(names):
-    result = train_model(_with_dates(names), config=_cfg(decimal="."))
-    assert result.split.method == "stratified random (no dates)" and "created_column_detected" not in result.counts
-    for name in names:
-        assert f"--date {shlex.quote(name)} splits by time" in result.bundle.spec.dropped_columns[name]
+    from leadscore.features.build import resolve_created_column
+
+    data = DataConfig(lead_id="Lead ID", label="Won")
+    assert resolve_created_column(_with_dates(names, 50), data, source="leads") == (data, None)
+
+
+def test_a_creation_column_found_by_name_splits_by_time_and_scoring_uses_it():
+    result = train_model(_with_dates(["lead_created_at", "Last Activity"]), config=_cfg(decimal="."))
+    assert result.counts["created_column_detected"] == "lead_created_at"
+    assert result.split.method == "time" and result.bundle.spec.created_column == "lead_created_at"
+    assert "lead_created_at" not in result.bundle.spec.dropped_columns  # the creation time, not a left-out column
+    assert "--date 'Last Activity' splits" not in result.bundle.spec.dropped_columns["Last Activity"]
+    fresh = _with_dates(["lead_created_at"], 40)
+    assert len(Predictor(result.bundle).score(fresh.drop(columns="Won"))) == 40
+    several = train_model(_with_dates(["Lead Created", "Created Date"]), config=_cfg(decimal="."))
+    assert several.split.method == "stratified random (no dates)" and "created_column_detected" not in several.counts
+    for name in ("Lead Created", "Created Date"):
+        assert f"--date {shlex.quote(name)} splits by time" in several.bundle.spec.dropped_columns[name]
 
 
 def test_a_creation_column_named_on_purpose_must_exist():

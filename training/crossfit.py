@@ -72,6 +72,8 @@ class Selection:
     n_folds: int
     fold_kind: str
     info: dict[str, Any] = field(default_factory=dict)
+    # Any candidate refitted on every training row, as the chosen one was (`benchmarks/learner_choice.py`).
+    refit: Callable[[str], MarginModel] | None = field(default=None, repr=False)
 
     def table(self) -> pd.DataFrame:
         rows = [r.row() for r in self.results.values()]
@@ -365,7 +367,8 @@ def fit_lightgbm_rounds(X: pd.DataFrame, y: np.ndarray, params: dict[str, Any], 
 
 
 def select_learner(
-    frame: LeadFrame, train: np.ndarray, config: TrainConfig, *, step: Callable[[str], None] | None = None
+    frame: LeadFrame, train: np.ndarray, config: TrainConfig, *, step: Callable[[str], None] | None = None,
+    keep_refit: bool = False,
 ) -> Selection:
     """Cross-fit every candidate on the training rows, choose by CV log loss, refit the winner on all of them."""
     rows = np.flatnonzero(train)
@@ -439,7 +442,9 @@ def select_learner(
         method = config.model.calibration
     tree_preset = chosen if chosen.startswith("lightgbm") else res.params.get("tree")
     info = {"n_trees": _n_trees(model), "cv_best_rounds": rounds, "tree_preset": tree_preset}
-    return Selection(chosen, model, res.oof_margin, method, cal_scores, results, k, fold_kind, info)
+    refit = (lambda name: _refit(name, results, presets, rounds, encoders, designs, X, y, cats, config, k)) \
+        if keep_refit else None  # it holds the design matrices
+    return Selection(chosen, model, res.oof_margin, method, cal_scores, results, k, fold_kind, info, refit=refit)
 
 
 def _n_trees(model: MarginModel) -> int | None:
