@@ -204,6 +204,8 @@ def _show_training(result: dict, as_json: bool):
         console.print(result["label_mapping"]["text"], highlight=False)
     if result.get("candidates"):
         console.print(_candidates_table(result["candidates"]))
+        if result.get("choice"):
+            console.print(f"Chosen: {result['choice']}.", highlight=False)
     console.print(_metrics_table(result))
     data = result["data"]
     left_out = ""

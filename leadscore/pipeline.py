@@ -313,6 +313,7 @@ def summary(result: TrainResult, logged: LoggedRun) -> dict[str, Any]:
         "label_mapping": None if result.label_mapping is None else result.label_mapping.to_dict(),
         "data": {k: v for k, v in result.counts.items() if not isinstance(v, dict)},
         "verdict": result.params.get("verdict"),
+        "choice": result.params.get("choice"),
         "bands": result.bundle.bands.to_dict(),
         "features": {"numeric": list(result.bundle.spec.numeric_columns),
                      "categorical": list(result.bundle.spec.categorical_columns),

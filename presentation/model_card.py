@@ -173,9 +173,11 @@ def model_card(result: TrainResult, *, version: str | None = None, segments: pd.
         out.insert(len(out) - 1, f"- Outcome mapping: {label['text']}.")
     if result.candidates is not None:
         cross = result.params.get("cross_fit", {})
+        choice = result.params.get("choice")
         out += [f"Learner chosen by {cross.get('folds')}-fold cross-fitting ({cross.get('kind')}) on every non-test "
-                f"lead: the lowest cross-validated log loss after calibration, a simpler learner within one "
-                f"standard error winning the tie; then refitted on all of them.", "",
+                f"lead: the lowest cross-validated log loss after calibration, unless a simpler learner is within "
+                f"one standard error of it or ranks the leads at least as well (cross-validated ROC AUC); then "
+                f"refitted on all of them." + (f" Chosen: {choice}." if choice else ""), "",
                 markdown_table(result.candidates[["candidate", "cv_log_loss", "cv_roc_auc", "calibration",
                                                   "chosen"]],
                                {"cv_log_loss": "error", "cv_roc_auc": "probability"}), ""]

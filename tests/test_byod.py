@@ -366,6 +366,7 @@ def test_a_small_weak_task_file_nobody_prepared_ranks_like_the_logistic_baseline
     model, baseline = result.metrics["model"]["roc_auc"], result.metrics["baseline"]["roc_auc"]
     assert model >= baseline - 0.01, (chosen, model, baseline)
     assert result.params["verdict"]["verdict"] != "baseline_better"
+    assert result.params["choice"].startswith(chosen + ":")
 
 
 def test_leadforge_bundle_trains_through_the_config_with_event_features(leadforge_bundle):

@@ -219,7 +219,7 @@ def _candidate(name: str, losses: np.ndarray, auc: float):
 
 
 def test_a_learner_that_lowers_the_log_loss_but_ranks_no_better_loses_to_the_simpler():
-    from leadscore.training.crossfit import choose
+    from leadscore.training.crossfit import choice_reason, choose
 
     rng = np.random.default_rng(0)
     base = rng.exponential(0.6, 3000)
@@ -232,6 +232,10 @@ def test_a_learner_that_lowers_the_log_loss_but_ranks_no_better_loses_to_the_sim
                    "logistic_splines": _candidate("logistic_splines", base + 0.002, 0.655),
                    "lightgbm_small": _candidate("lightgbm_small", tree_better, 0.657)}
     assert choose(ranks_worse) == "logistic"
+    assert choice_reason(ranks_worse, "logistic") == (
+        "logistic: it ranks the training leads at least as well as lightgbm_small (CV ROC AUC 0.660 against 0.657), "
+        "which had the lowest CV log loss, and it is simpler")
+    assert choice_reason(both, "lightgbm_small") == "lightgbm_small: the lowest CV log loss"
     splines_rank = {**ranks_worse, "logistic": _candidate("logistic", base + 0.004, 0.640),
                     "logistic_splines": _candidate("logistic_splines", base + 0.002, 0.658)}
     assert choose(splines_rank) == "logistic_splines"

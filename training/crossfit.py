@@ -167,6 +167,21 @@ def choose(results: dict[str, CandidateResult]) -> str:
     return by_loss
 
 
+def choice_reason(results: dict[str, CandidateResult], chosen: str) -> str:
+    """Why `choose` picked `chosen`, in a sentence."""
+    best = min(results, key=lambda n: (results[n].cv_log_loss, COMPLEXITY.index(n)))
+    by_loss = _lowest_loss(results)
+    if chosen == best:
+        return f"{chosen}: the lowest CV log loss"
+    if chosen == by_loss:
+        return (f"{chosen}: its CV log loss is within one standard error of {best}'s "
+                f"({results[chosen].cv_log_loss:.4f} against {results[best].cv_log_loss:.4f}), and it is simpler")
+    loss = "which had the lowest CV log loss" if by_loss == best else \
+        "whose CV log loss was within noise of the lowest"
+    return (f"{chosen}: it ranks the training leads at least as well as {by_loss} (CV ROC AUC "
+            f"{results[chosen].cv_roc_auc:.3f} against {results[by_loss].cv_roc_auc:.3f}), {loss}, and it is simpler")
+
+
 def _lowest_loss(results: dict[str, CandidateResult]) -> str:
     best = min(results, key=lambda n: (results[n].cv_log_loss, COMPLEXITY.index(n)))
     for name in COMPLEXITY:
@@ -370,7 +385,7 @@ def select_learner(
     frame: LeadFrame, train: np.ndarray, config: TrainConfig, *, step: Callable[[str], None] | None = None,
     keep_refit: bool = False,
 ) -> Selection:
-    """Cross-fit every candidate on the training rows, choose by CV log loss, refit the winner on all of them."""
+    """Cross-fit every candidate on the training rows, choose one (`choose`), refit the winner on all of them."""
     rows = np.flatnonzero(train)
     k = config.model.cv_folds
     folds, fold_kind = make_folds(frame, rows, k, config.seed)
@@ -441,7 +456,8 @@ def select_learner(
     if config.model.calibration != "auto":
         method = config.model.calibration
     tree_preset = chosen if chosen.startswith("lightgbm") else res.params.get("tree")
-    info = {"n_trees": _n_trees(model), "cv_best_rounds": rounds, "tree_preset": tree_preset}
+    info = {"n_trees": _n_trees(model), "cv_best_rounds": rounds, "tree_preset": tree_preset,
+            "choice": choice_reason(results, chosen)}
     refit = (lambda name: _refit(name, results, presets, rounds, encoders, designs, X, y, cats, config, k)) \
         if keep_refit else None  # it holds the design matrices
     return Selection(chosen, model, res.oof_margin, method, cal_scores, results, k, fold_kind, info, refit=refit)
