@@ -27,44 +27,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import REPO, _leadforge_bundle, datasets  # noqa: E402 - the peers' data sets and bundle maker
+from peers import datasets, leadforge_bundle_loader, leadforge_task_file_loader  # noqa: E402 - the peers' loaders
 
 
 def more_datasets(workdir: Path):
     """leadforge bundles through `configs/leadforge.yaml` and task files as shipped, beyond the peers' ones."""
-    import pandas as pd
-
-    from leadscore.features.config import DataConfig, TrainConfig, load_config
-    from leadscore.pipeline import load_inputs
-
-    def bundle(seed: int, difficulty: str, n_leads: int):
-        def load():
-            path = _leadforge_bundle(workdir, seed, difficulty, "student_public", n_leads)
-            if path is None:
-                return "leadforge is not installed"
-            text = (REPO / "configs" / "leadforge.yaml").read_text().replace("../leadforge-bundle/", f"{path}/")
-            config_path = path.with_suffix(".yaml")
-            config_path.write_text(text)
-            dataset, cfg = load_inputs(load_config(config_path))
-            return dataset.leads, dataset.outcomes, dataset.events, cfg, None
-        return load
-
-    def task_file(seed: int, difficulty: str, mode: str, n_leads: int):
-        def load():
-            path = _leadforge_bundle(workdir, seed, difficulty, mode, n_leads)
-            if path is None:
-                return "leadforge is not installed"
-            leads = pd.read_parquet(path / "tasks" / "converted_within_90_days" / "train.parquet")
-            data = DataConfig(lead_id="lead_id", label="converted_within_90_days",
-                              exclude={"current_stage": "dropped on the command line (--drop)"})
-            return leads, None, None, TrainConfig(data=data), None
-        return load
-
-    yield "leadforge seed 2 (intro, 3,000 leads)", bundle(2, "intro", 3000)
-    yield "leadforge seed 3 (intermediate, 2,000 leads)", bundle(3, "intermediate", 2000)
-    yield "leadforge seed 4 (advanced, 8,000 leads)", bundle(4, "advanced", 8000)
-    yield "leadforge task file, seed 43 (2,100 leads)", task_file(43, "intermediate", "research_instructor", 3000)
-    yield "leadforge task file, seed 44 (3,500 leads)", task_file(44, "advanced", "student_public", 5000)
+    yield "leadforge seed 2 (intro, 3,000 leads)", leadforge_bundle_loader(workdir, 2, "intro", n_leads=3000)
+    yield "leadforge seed 3 (intermediate, 2,000 leads)", leadforge_bundle_loader(workdir, 3, "intermediate",
+                                                                                   n_leads=2000)
+    yield "leadforge seed 4 (advanced, 8,000 leads)", leadforge_bundle_loader(workdir, 4, "advanced", n_leads=8000)
+    yield "leadforge task file, seed 43 (2,100 leads)", leadforge_task_file_loader(
+        workdir, 43, "intermediate", "research_instructor", 3000)
+    yield "leadforge task file, seed 44 (3,500 leads)", leadforge_task_file_loader(
+        workdir, 44, "advanced", "student_public", 5000)
 
 
 def evaluate(leads, outcomes, events, config) -> dict:

@@ -196,20 +196,53 @@ def _leadforge_bundle(workdir: Path, seed: int, difficulty: str, mode: str = "st
     return bundle
 
 
-def _leadforge(workdir: Path, seed: int, difficulty: str) -> Path | None:
-    bundle = _leadforge_bundle(workdir, seed, difficulty)
+def _leadforge(workdir: Path, seed: int, difficulty: str, mode: str = "student_public", n_leads: int = 5000
+               ) -> Path | None:
+    bundle = _leadforge_bundle(workdir, seed, difficulty, mode, n_leads)
     if bundle is None:
         return None
     text = (REPO / "configs" / "leadforge.yaml").read_text().replace("../leadforge-bundle/", f"{bundle}/")
-    path = workdir / f"leadforge-{seed}.yaml"
+    path = bundle.with_suffix(".yaml")
     path.write_text(text)
     return path
+
+
+def leadforge_bundle_loader(workdir: Path, seed: int, difficulty: str, mode: str = "student_public",
+                            n_leads: int = 5000):
+    """A loader of a leadforge bundle through `configs/leadforge.yaml` (tables, joins, event sources)."""
+    def load():
+        from leadscore.features.config import load_config
+        from leadscore.pipeline import load_inputs
+
+        path = _leadforge(workdir, seed, difficulty, mode, n_leads)
+        if path is None:
+            return "leadforge is not installed"
+        dataset, cfg = load_inputs(load_config(path))
+        return dataset.leads, dataset.outcomes, dataset.events, cfg, None
+    return load
+
+
+def leadforge_task_file_loader(workdir: Path, seed: int, difficulty: str, mode: str, n_leads: int):
+    """A loader of a leadforge bundle's task file as shipped, trained as `leadscore train --leads FILE --label
+    converted_within_90_days --id lead_id --drop current_stage` would: one flat table, its creation column found
+    by its name."""
+    def load():
+        from leadscore.features.config import DataConfig, TrainConfig
+
+        bundle = _leadforge_bundle(workdir, seed, difficulty, mode, n_leads)
+        if bundle is None:
+            return "leadforge is not installed"
+        leads = pd.read_parquet(bundle / "tasks" / "converted_within_90_days" / "train.parquet")
+        data = DataConfig(lead_id="lead_id", label="converted_within_90_days",
+                          exclude={"current_stage": "dropped on the command line (--drop)"})
+        return leads, None, None, TrainConfig(data=data), None
+    return load
 
 
 def datasets(workdir: Path):
     """(name, loader) pairs; a loader returns (leads, outcomes, events, config, truth) or a skip reason."""
     from leadscore.demo_world import generate_demo_world
-    from leadscore.features.config import DataConfig, TrainConfig, load_config
+    from leadscore.features.config import TrainConfig, load_config
     from leadscore.pipeline import load_inputs
 
     def from_config(path: Path, **split):
@@ -228,33 +261,16 @@ def datasets(workdir: Path):
                 world.truth.set_index("lead_id")["true_probability"]
         return load
 
-    def leadforge(seed: int, difficulty: str):
-        def load():
-            path = _leadforge(workdir, seed, difficulty)
-            return from_config(path)() if path else "leadforge is not installed"
-        return load
-
-    def task_file(seed: int, difficulty: str, mode: str, n_leads: int):
-        # The bundle's task file as shipped, trained as `leadscore train --leads FILE --label ... --id lead_id
-        # --drop current_stage` would: one flat table, its creation column found by its name.
-        def load():
-            bundle = _leadforge_bundle(workdir, seed, difficulty, mode, n_leads)
-            if bundle is None:
-                return "leadforge is not installed"
-            leads = pd.read_parquet(bundle / "tasks" / "converted_within_90_days" / "train.parquet")
-            data = DataConfig(lead_id="lead_id", label="converted_within_90_days",
-                              exclude={"current_stage": "dropped on the command line (--drop)"})
-            return leads, None, None, TrainConfig(data=data), None
-        return load
-
     have = SHARED.exists()
     yield "X Education", from_config(REPO / "configs" / "x_education.yaml") if have else (lambda: "../shared absent")
     yield "Olist", from_config(REPO / "configs" / "olist.yaml", test_start="2018-04-16") if have else (
         lambda: "../shared absent")
-    yield "leadforge seed 1 (intermediate)", leadforge(1, "intermediate")
-    yield "leadforge seed 7 (advanced)", leadforge(7, "advanced")
-    yield "leadforge task file, seed 42 (2,800 leads)", task_file(42, "intro", "research_instructor", 4000)
-    yield "leadforge task file, seed 45 (1,400 leads)", task_file(45, "intro", "student_public", 2000)
+    yield "leadforge seed 1 (intermediate)", leadforge_bundle_loader(workdir, 1, "intermediate")
+    yield "leadforge seed 7 (advanced)", leadforge_bundle_loader(workdir, 7, "advanced")
+    yield "leadforge task file, seed 42 (2,800 leads)", leadforge_task_file_loader(
+        workdir, 42, "intro", "research_instructor", 4000)
+    yield "leadforge task file, seed 45 (1,400 leads)", leadforge_task_file_loader(
+        workdir, 45, "intro", "student_public", 2000)
     yield "demo 5k", demo(5_000)
     yield "demo 20k", demo(20_000)
 
